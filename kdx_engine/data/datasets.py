@@ -1,0 +1,136 @@
+"""A dataset folder laid out as ``class_name/image.ext``, its labels, batches and reference samples."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from kdx_engine.data.images import ImageError, LoadedImage, collect_image_paths, load_image, to_batch
+from kdx_engine.models.preprocessing import Preprocessing
+
+
+@dataclass(frozen=True, eq=False)
+class DatasetBatch:
+    """Preprocessed inputs of the images that loaded, and the errors of those that did not."""
+
+    indices: tuple[int, ...]
+    inputs: torch.Tensor
+    labels: tuple[int | None, ...]
+    images: tuple[LoadedImage, ...]
+    errors: tuple[ImageError, ...]
+
+
+def class_name_key(name: str) -> str:
+    """How folder names are matched to class names: case, ``_``/``-`` and extra spaces ignored."""
+    return " ".join(re.sub(r"[_\-]+", " ", name).casefold().split())
+
+
+class ImageFolderDataset:
+    """Images under ``root``; the top-level folder of an image names its class.
+
+    Folder names are matched to ``class_names`` exactly first, then by ``class_name_key``; images in
+    folders that match no class, and images at the root itself, get the label None, and the
+    unmatched folder names are listed in ``unknown_folders``. Without ``class_names`` the sorted
+    folder names are the classes. Masks (``name.mask.png``) come with their images.
+    """
+
+    def __init__(self, root: str | os.PathLike, class_names: Sequence[str] | None = None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ValueError(f"{self.root.name}: dataset folder not found")
+        folders = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        self.class_names: tuple[str, ...] = tuple(class_names) if class_names is not None else tuple(folders)
+        label_of_folder = _labels_of_folders(folders, self.class_names)
+        self.unknown_folders: tuple[str, ...] = tuple(f for f in folders if label_of_folder[f] is None)
+        self.paths: tuple[Path, ...] = tuple(collect_image_paths([self.root]))
+        self.labels: tuple[int | None, ...] = tuple(
+            label_of_folder[_top_folder(path, self.root)] if _top_folder(path, self.root) else None
+            for path in self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[LoadedImage, int | None]:
+        """The image (with its mask) and its label index; a bad file raises ImageError."""
+        return load_image(self.paths[index]), self.labels[index]
+
+    def batches(self, preprocessing: Preprocessing, batch_size: int = 32,
+                indices: Sequence[int] | None = None) -> Iterator[DatasetBatch]:
+        """Batches of ``batch_size`` loaded images as model inputs, bad files skipped and reported.
+
+        Each batch is filled with good images; the errors met while filling it travel with it. The
+        last batch may be short, and holds no images at all when only failures were left.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        order = range(len(self)) if indices is None else indices
+        taken: list[tuple[int, LoadedImage]] = []
+        errors: list[ImageError] = []
+        for index in order:
+            try:
+                taken.append((index, load_image(self.paths[index])))
+            except ImageError as exc:
+                errors.append(exc)
+            if len(taken) == batch_size:
+                yield self._batch(taken, errors, preprocessing)
+                taken, errors = [], []
+        if taken or errors:
+            yield self._batch(taken, errors, preprocessing)
+
+    def balanced_sample(self, n: int, seed: int = 0) -> list[int]:
+        """Indices of ``n`` images spread as evenly as possible over the classes, reproducible by seed.
+
+        Classes take turns (in a seeded order) giving one random image each until ``n`` are chosen or
+        all are used; unlabelled images are sampled only when no image has a label. Sorted.
+        """
+        if n < 0:
+            raise ValueError(f"sample size must not be negative, got {n}")
+        rng = np.random.default_rng(seed)
+        groups = self._indices_by_label()
+        pools = [list(rng.permutation(groups[label])) for label in sorted(groups)]
+        pools = [pools[i] for i in rng.permutation(len(pools))]
+        chosen: list[int] = []
+        while len(chosen) < n and any(pools):
+            for pool in pools:
+                if pool and len(chosen) < n:
+                    chosen.append(int(pool.pop()))
+        return sorted(chosen)
+
+    def _indices_by_label(self) -> dict[int, list[int]]:
+        groups: dict[int, list[int]] = {}
+        for index, label in enumerate(self.labels):
+            if label is not None:
+                groups.setdefault(label, []).append(index)
+        if not groups and self.labels:
+            groups[-1] = list(range(len(self.labels)))
+        return groups
+
+    def _batch(self, taken: list[tuple[int, LoadedImage]], errors: list[ImageError],
+               preprocessing: Preprocessing) -> DatasetBatch:
+        images = tuple(image for _, image in taken)
+        return DatasetBatch(
+            indices=tuple(index for index, _ in taken),
+            inputs=to_batch(images, preprocessing),
+            labels=tuple(self.labels[index] for index, _ in taken),
+            images=images,
+            errors=tuple(errors),
+        )
+
+
+def _labels_of_folders(folders: Sequence[str], class_names: Sequence[str]) -> dict[str, int | None]:
+    exact = {name: i for i, name in enumerate(class_names)}
+    loose: dict[str, int] = {}
+    for i, name in enumerate(class_names):
+        loose.setdefault(class_name_key(name), i)
+    return {folder: exact.get(folder, loose.get(class_name_key(folder))) for folder in folders}
+
+
+def _top_folder(path: Path, root: Path) -> str | None:
+    """The folder directly under ``root`` that holds ``path``; None for a file at the root."""
+    parts = path.relative_to(root).parts
+    return parts[0] if len(parts) > 1 else None

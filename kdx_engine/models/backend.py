@@ -1,0 +1,88 @@
+"""The one interface every model backend (PyTorch, TorchScript, torch.export, ONNX) implements.
+
+Every CAM method, UniCAM and FSS/RS is written against this interface only, so a model in any format
+gets every method without a second implementation.
+
+Layer names are module names (``layer4``, ``features.18``) plus the special name
+``PENULTIMATE`` for the pooled vector that enters the final classifier.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import torch
+
+from .preprocessing import Preprocessing
+
+LOGITS = "logits"
+PENULTIMATE = "@penultimate"
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A candidate layer for a picker: its name, output shape (C, H, W or D) for one image and stride."""
+
+    name: str
+    shape: tuple[int, ...]
+    stride: int | None
+
+    @property
+    def is_spatial(self) -> bool:
+        return len(self.shape) == 3 and self.shape[1] * self.shape[2] > 1
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model is: shown by ``kdx info`` and in the window's model slot."""
+
+    path: str
+    format: str
+    backend: str
+    architecture: str | None
+    num_classes: int
+    num_parameters: int | None
+    preprocessing: Preprocessing
+    sha256: str
+    notes: tuple[str, ...] = ()
+
+
+class Forward(ABC):
+    """One forward pass: logits and requested activations, and VJPs back to the gradient layer."""
+
+    logits: torch.Tensor
+    activations: dict[str, torch.Tensor]
+    grad_layer: str | None
+
+    @abstractmethod
+    def vjp(self, cotangents: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Σ_o cotangent_o · ∂o/∂A, with A the activation of ``grad_layer`` and o in ``LOGITS`` or a
+        requested layer downstream of it. Returns a tensor shaped like A."""
+
+
+class ModelBackend(ABC):
+    """A loaded classifier behind one small interface."""
+
+    info: ModelInfo
+
+    @abstractmethod
+    def forward(self, x: torch.Tensor, layers: Sequence[str] = (), grad_layer: str | None = None) -> Forward:
+        """Run ``x`` (N×3×H×W, preprocessed); keep the outputs of ``layers``. With ``grad_layer``, the
+        returned Forward can take VJPs back to that layer's output; nothing before it is differentiated."""
+
+    @abstractmethod
+    def logits_with_replaced(self, x: torch.Tensor, layer: str, activation: torch.Tensor) -> torch.Tensor:
+        """Logits when ``layer``'s output is replaced by ``activation`` (K rows, all for the single image
+        ``x``): what Ablation-CAM needs."""
+
+    @abstractmethod
+    def layer_names(self) -> list[str]:
+        """Names of all layers whose outputs can be requested, in execution order."""
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x).logits
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")

@@ -1,0 +1,98 @@
+"""Registry of architectures that a state_dict can be loaded into, recognised by parameter names and shapes."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import torch
+from torch import nn
+
+from .preprocessing import Preprocessing
+
+Builder = Callable[[int], nn.Module]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A named builder ``builder(num_classes) -> nn.Module`` with its family's preprocessing preset."""
+
+    name: str
+    family: str
+    builder: Builder
+    preset: Preprocessing
+    default_classes: int
+
+    def build(self, num_classes: int | None = None) -> nn.Module:
+        return self.builder(num_classes or self.default_classes)
+
+
+_REGISTRY: dict[str, Architecture] = {}
+
+
+def register_architecture(name: str, *, family: str, preset: Preprocessing, default_classes: int):
+    """Decorator: register ``builder(num_classes) -> nn.Module`` under ``name``."""
+
+    def decorate(builder: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"architecture {name!r} is registered twice")
+        _REGISTRY[name] = Architecture(name, family, builder, preset, default_classes)
+        return builder
+
+    return decorate
+
+
+def architectures() -> dict[str, Architecture]:
+    """All registered architectures by name (importing the built-in families first)."""
+    importlib.import_module(f"{__package__}.architectures")  # the built-in families register on import
+
+    return dict(_REGISTRY)
+
+
+def get_architecture(name: str) -> Architecture:
+    archs = architectures()
+    if name not in archs:
+        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(archs))}")
+    return archs[name]
+
+
+def parameter_shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    """Names and shapes that identify an architecture (``num_batches_tracked`` buffers ignored)."""
+    return {k: tuple(v.shape) for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+
+
+_SHAPE_CACHE: dict[tuple[str, int], dict[str, tuple[int, ...]]] = {}
+
+
+def architecture_shapes(arch: Architecture, num_classes: int) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of ``arch`` built on the meta device (no memory, milliseconds)."""
+    key = (arch.name, num_classes)
+    if key not in _SHAPE_CACHE:
+        with torch.device("meta"):
+            module = arch.build(num_classes)
+        _SHAPE_CACHE[key] = parameter_shapes(module.state_dict())
+    return _SHAPE_CACHE[key]
+
+
+def _num_classes_from(shapes: Mapping[str, tuple[int, ...]], reference: Mapping[str, tuple[int, ...]]) -> int | None:
+    """The class count implied by the one output dimension where ``shapes`` differs from ``reference``."""
+    differing = {k for k in reference if shapes.get(k) != reference[k]}
+    counts = {shapes[k][0] for k in differing if shapes.get(k) and len(shapes[k]) == len(reference[k])}
+    return counts.pop() if len(counts) == 1 else None
+
+
+def fingerprint(state_dict: Mapping[str, torch.Tensor]) -> list[tuple[Architecture, int]]:
+    """Architectures (with class count) whose parameter names and shapes match ``state_dict`` exactly."""
+    shapes = parameter_shapes(state_dict)
+    matches = []
+    for arch in architectures().values():
+        reference = architecture_shapes(arch, arch.default_classes)
+        if reference.keys() != shapes.keys():
+            continue
+        num_classes = arch.default_classes
+        if reference != shapes:
+            num_classes = _num_classes_from(shapes, reference)
+            if num_classes is None or architecture_shapes(arch, num_classes) != shapes:
+                continue
+        matches.append((arch, num_classes))
+    return matches

@@ -1,0 +1,175 @@
+"""Backend for an ``nn.Module`` (state_dict + architecture, trusted full pickle, unflattened ``.pt2``).
+
+Gradients start at the gradient layer: the forward runs with autograd off, and a hook on that layer
+swaps its output for a leaf that requires grad and turns autograd on, so nothing before the layer
+builds a graph and the backward pass runs through the head only.
+"""
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .backend import LOGITS, PENULTIMATE, Forward, ModelBackend, ModelInfo
+from .outputs import first_tensor, logits_of
+
+
+class TorchForward(Forward):
+    def __init__(self, logits, activations, grad_layer, leaf, connected):
+        self.logits = logits.detach()
+        self.activations = {k: v.detach() for k, v in activations.items()}
+        self.grad_layer = grad_layer
+        self._leaf = leaf
+        self._connected = {LOGITS: logits, **connected}
+
+    def vjp(self, cotangents: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if self._leaf is None:
+            raise RuntimeError("this forward was run without a gradient layer")
+        outputs, grads = [], []
+        for name, cot in cotangents.items():
+            if name not in self._connected:
+                raise KeyError(f"{name!r} is not downstream of the gradient layer {self.grad_layer!r}")
+            outputs.append(self._connected[name])
+            grads.append(cot.to(self._connected[name].dtype))
+        (grad,) = torch.autograd.grad(outputs, self._leaf, grads, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(self._leaf) if grad is None else grad.detach()
+
+
+class TorchModuleBackend(ModelBackend):
+    """Any ``nn.Module`` classifier; layers are its module names plus ``PENULTIMATE``."""
+
+    def __init__(self, module: nn.Module, info: ModelInfo, classifier: str | None = None):
+        self.module = module.eval()
+        for param in self.module.parameters():
+            param.requires_grad_(False)
+        self.info = info
+        self._modules = dict(self.module.named_modules())
+        self.classifier = classifier if classifier is not None else find_classifier(self.module, info.num_classes)
+
+    def layer_names(self) -> list[str]:
+        names = [name for name in self._modules if name]
+        return names + ([PENULTIMATE] if self.classifier else [])
+
+    @torch.no_grad()
+    def execution_order(self, x: torch.Tensor, names: Sequence[str]) -> list[str]:
+        """``names`` in the order their modules finish, leaving out modules that run more than once or
+        return no tensor."""
+        calls: dict[str, int] = {}
+        order: list[str] = []
+
+        def record(name):
+            def hook(_module, _inputs, output):
+                calls[name] = calls.get(name, 0) + 1
+                if first_tensor(output) is not None and name not in order:
+                    order.append(name)
+            return hook
+
+        with ExitStack() as stack:
+            for name in names:
+                stack.enter_context(_Hook(self._modules[name].register_forward_hook(record(name))))
+            self.module(x)
+        return [name for name in order if calls[name] == 1]
+
+    def _module_for(self, layer: str) -> nn.Module:
+        name = self.classifier if layer == PENULTIMATE else layer
+        if name is None or name not in self._modules:
+            raise KeyError(f"model has no layer {layer!r}")
+        return self._modules[name]
+
+    def forward(self, x: torch.Tensor, layers: Sequence[str] = (), grad_layer: str | None = None) -> Forward:
+        captured: dict[str, torch.Tensor] = {}
+        connected: dict[str, torch.Tensor] = {}
+        state = {"leaf": None}
+
+        def capture(name: str, value: torch.Tensor) -> None:
+            captured[name] = value.detach().clone()
+            if torch.is_grad_enabled() and state["leaf"] is not None:
+                connected[name] = value
+
+        def make_leaf(value: torch.Tensor) -> torch.Tensor:
+            leaf = value.detach().requires_grad_(True)
+            state["leaf"] = leaf
+            captured[grad_layer] = leaf.detach()
+            torch.set_grad_enabled(True)
+            return leaf.clone()  # later in-place ops must not touch the leaf
+
+        with ExitStack() as stack:
+            stack.enter_context(torch.no_grad())
+            for name in dict.fromkeys([*layers, *([grad_layer] if grad_layer else [])]):
+                module = self._module_for(name)
+                if name == PENULTIMATE:
+                    stack.enter_context(_pre_hook(module, name, capture, make_leaf if name == grad_layer else None))
+                else:
+                    stack.enter_context(_post_hook(module, name, capture, make_leaf if name == grad_layer else None))
+            logits = logits_of(self.module(x))
+        if grad_layer is not None and state["leaf"] is None:
+            raise RuntimeError(f"layer {grad_layer!r} did not run during the forward pass")
+        missing = [name for name in layers if name not in captured]
+        if missing:
+            raise RuntimeError(f"layer(s) {', '.join(missing)} did not run during the forward pass")
+        return TorchForward(logits, captured, grad_layer, state["leaf"], connected)
+
+    @torch.no_grad()
+    def logits_with_replaced(self, x: torch.Tensor, layer: str, activation: torch.Tensor) -> torch.Tensor:
+        module = self._module_for(layer)
+        batch = x.expand(activation.shape[0], *x.shape[1:])
+        replace = lambda _value: activation  # noqa: E731
+        hook = _pre_hook if layer == PENULTIMATE else _post_hook
+        with hook(module, layer, lambda *_: None, replace):
+            return logits_of(self.module(batch)).detach()
+
+
+class _Hook:
+    def __init__(self, handle):
+        self.handle = handle
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def _post_hook(module, name, capture, replace):
+    def hook(_module, _inputs, output):
+        value = first_tensor(output)
+        if replace is not None:
+            new = replace(value)
+            capture(name, new)
+            return _swap_first_tensor(output, new)
+        capture(name, value)
+        return None
+
+    return _Hook(module.register_forward_hook(hook))
+
+
+def _pre_hook(module, name, capture, replace):
+    def hook(_module, inputs):
+        value = inputs[0].flatten(1)
+        if replace is not None:
+            new = replace(value)
+            capture(name, new)
+            return (new.reshape(-1, *inputs[0].shape[1:]), *inputs[1:])
+        capture(name, value)
+        return None
+
+    return _Hook(module.register_forward_pre_hook(hook))
+
+
+def _swap_first_tensor(output, new):
+    if isinstance(output, torch.Tensor):
+        return new
+    if isinstance(output, (tuple, list)):
+        return type(output)([new, *output[1:]])
+    raise TypeError(f"cannot replace a layer output of type {type(output).__name__}")
+
+
+def find_classifier(module: nn.Module, num_classes: int) -> str | None:
+    """Name of the last ``nn.Linear`` with ``num_classes`` outputs: its input is the penultimate vector."""
+    found = None
+    for name, child in module.named_modules():
+        if isinstance(child, nn.Linear) and child.out_features == num_classes:
+            found = name
+    return found

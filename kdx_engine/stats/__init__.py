@@ -1,0 +1,66 @@
+"""Statistics core: distance correlation and its partial forms, linear CKA, bootstrap intervals,
+and streamed Gram matrices (METHODS §1)."""
+from kdx_engine.stats.bootstrap import (
+    BootstrapInterval,
+    bootstrap_interval,
+    bootstrap_linear_cka,
+    bootstrap_partial_r2,
+    bootstrap_r2_star,
+    bootstrap_semi_partial_r2,
+)
+from kdx_engine.stats.cka import linear_cka, linear_cka_from_gram
+from kdx_engine.stats.distance_correlation import (
+    distance_matrix,
+    distance_matrix_from_gram,
+    label_embedding,
+    partial_r2,
+    partial_r2_centred,
+    projection,
+    r2_star,
+    r2_star_centred,
+    semi_partial_r2,
+    semi_partial_r2_centred,
+    u_centre,
+    u_inner,
+    v_dcor2,
+)
+from kdx_engine.stats.estimates import (
+    Estimate,
+    partial_r2_estimate,
+    r2_star_estimate,
+    relevance_estimate,
+    semi_partial_r2_estimate,
+)
+from kdx_engine.stats.gram import GramAccumulator, feature_rows, gram_matrix
+
+__all__ = [
+    "BootstrapInterval",
+    "Estimate",
+    "GramAccumulator",
+    "bootstrap_interval",
+    "bootstrap_linear_cka",
+    "bootstrap_partial_r2",
+    "bootstrap_r2_star",
+    "bootstrap_semi_partial_r2",
+    "distance_matrix",
+    "distance_matrix_from_gram",
+    "feature_rows",
+    "gram_matrix",
+    "label_embedding",
+    "linear_cka",
+    "linear_cka_from_gram",
+    "partial_r2",
+    "partial_r2_centred",
+    "partial_r2_estimate",
+    "projection",
+    "r2_star",
+    "r2_star_centred",
+    "r2_star_estimate",
+    "relevance_estimate",
+    "semi_partial_r2",
+    "semi_partial_r2_centred",
+    "semi_partial_r2_estimate",
+    "u_centre",
+    "u_inner",
+    "v_dcor2",
+]
