@@ -21,7 +21,7 @@ lint: venv
 	$(BIN)/lint-imports
 
 test: venv lint
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -p no:logging
 
 clean:
 	rm -rf $(VENV)

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from kdx_engine.atomic_files import atomic_write_bytes, atomic_write_text
 from kdx_engine.data.images import MASK_SUFFIX
-from kdx_engine.models.preprocessing import atomic_write_bytes, atomic_write_text
 
 SHAPES = ("circle", "square", "triangle", "cross", "star", "ring")
 TEXTURES = ("noise", "stripes", "blobs")
@@ -246,11 +246,14 @@ def write_image_folder(split: SyntheticSplit, class_names: Sequence[str] | None,
 
     ``class_names`` names the folders in label order (None: the config's shape names). Every file
     is written atomically; ``split.json`` is written last, so its presence marks a complete tree.
+    ``root`` must be missing or empty, so no stale image from another split can be left in a class.
     """
     names = list(split.config.classes if class_names is None else class_names)
     if len(names) != split.config.num_classes or len(set(names)) != len(names):
         raise ValueError(f"need {split.config.num_classes} distinct class names, got {names!r}")
     root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root} is not empty; write a synthetic split into a new folder")
     for name in names:
         (root / name).mkdir(parents=True, exist_ok=True)
     files = []
@@ -359,6 +362,7 @@ def _texture(rng: np.random.Generator, config: SyntheticConfig, grid) -> np.ndar
             sigma = rng.uniform(0.06, 0.2) * size
             sign = 1.0 if rng.random() < 0.5 else -1.0
             field += sign * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * sigma ** 2))
+    field = field.astype(np.float32)
     low, high = field.min(), field.max()
     return (field - low) / (high - low) if high > low else np.full_like(field, 0.5)
 
@@ -394,7 +398,8 @@ def _shape_mask(scene: _Scene, shape: str, grid) -> np.ndarray:
 def _inside_polygon(u: np.ndarray, v: np.ndarray, vertices: np.ndarray) -> np.ndarray:
     """Even-odd rule: a point is inside when a ray to +u crosses the outline an odd number of times."""
     inside = np.zeros(u.shape, dtype=bool)
-    for (u1, v1), (u2, v2) in zip(vertices, np.roll(vertices, -1, axis=0)):
+    closed = np.vstack([vertices, vertices[:1]]).tolist()
+    for (u1, v1), (u2, v2) in zip(closed, closed[1:]):
         if v1 == v2:
             continue
         crosses = (v1 > v) != (v2 > v)
@@ -410,8 +415,8 @@ def _render_split(config: SyntheticConfig, name: str, source: str | None,
     labels = np.empty(n, dtype=np.int64)
     cue_labels = np.empty(n, dtype=np.int64)
     grid = _pixel_grid(size)
-    tints = _cue_tints(config)
-    low, high = _BACKGROUND_BAND
+    tints = _cue_tints(config).astype(np.float32)
+    low, high = np.float32(_BACKGROUND_BAND[0]), np.float32(_BACKGROUND_BAND[1])
     for i, scene in enumerate(scenes):
         grey = (low + (high - low) * scene.texture)[..., None]
         background = grey + tints[scene.cue] if scene.cue >= 0 else np.repeat(grey, 3, axis=2)

@@ -6,6 +6,7 @@ a full pickled module is refused unless the caller passes ``trust_pickle=True``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import pickle
 import warnings
@@ -24,7 +25,7 @@ from .script_backend import ScriptModuleBackend
 from .torch_backend import TorchModuleBackend
 
 FALLBACK_PRESET = Preprocessing(input_size=224, resize=None, source="imagenet-fallback")
-FALLBACK_NOTE = "no .kdx.json sidecar and no family preset: ImageNet preset used (resize to 224, ImageNet mean/std)"
+FALLBACK_NOTE = "no .kdx.json sidecar and no family preset: ImageNet preset used (resize to {size}, ImageNet mean/std)"
 STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "net", "student", "teacher")
 PREFIXES = ("module.", "model.", "_orig_mod.")
 
@@ -92,16 +93,21 @@ def load_model(
             if fmt == "torchscript":
                 module, arch_name = torch.jit.load(str(path), map_location="cpu"), None
             elif fmt == "torch_export":
-                module, arch_name = _load_export(path), None
+                (module, fixed_size), arch_name = _load_export(path), None
+                if fixed_size and not (preprocessing or sidecar):
+                    preprocessing = dataclasses.replace(FALLBACK_PRESET, input_size=fixed_size)
+                    notes.append(f"input size {fixed_size} read from the exported program")
             else:
                 module, arch_name = _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes)
     except ModelLoadError:
         raise
-    except (RuntimeError, ValueError, OSError, EOFError, KeyError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+    except pickle.UnpicklingError as exc:
+        raise ModelLoadError(f"{path.name}: not a readable {fmt.replace('_', ' ')} file (corrupt, or not a checkpoint)") from exc
+    except (RuntimeError, ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise ModelLoadError(f"{path.name}: not a readable {fmt.replace('_', ' ')} file ({_first_line(exc)})") from exc
     config = preprocessing or sidecar or _preset_for(arch_name)
     if config.source == "imagenet-fallback":
-        notes.append(FALLBACK_NOTE)
+        notes.append(FALLBACK_NOTE.format(size=config.input_size))
     num_classes = _probe_num_classes(module, config, path)
     if config.class_names and len(config.class_names) != num_classes:
         raise ModelLoadError(
@@ -130,9 +136,17 @@ def _preset_for(arch_name: str | None) -> Preprocessing:
     return get_architecture(arch_name).preset
 
 
-def _load_export(path: Path) -> nn.Module:
+def _load_export(path: Path) -> tuple[nn.Module, int | None]:
+    """The program's module hierarchy, and its input size when the program fixed it."""
     program = torch.export.load(str(path))
-    return torch.export.unflatten(program)
+    user_inputs = set(program.graph_signature.user_inputs)
+    size = None
+    for node in program.graph.nodes:
+        value = node.meta.get("val") if node.op == "placeholder" and node.name in user_inputs else None
+        if value is not None and value.dim() == 4 and isinstance(value.shape[2], int):
+            size = int(value.shape[2])
+            break
+    return torch.export.unflatten(program), size
 
 
 def _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes) -> tuple[nn.Module, str | None]:
@@ -166,6 +180,8 @@ def _torch_load(path: Path, trust_pickle: bool):
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "GLOBAL" not in str(exc):
+            raise  # corrupt bytes, not a pickle that names code to run
         if not trust_pickle:
             raise UntrustedPickleError(
                 f"{path.name}: holds pickled Python objects, not just weights; loading it would run code "
@@ -255,3 +271,13 @@ def _probe_num_classes(module, config: Preprocessing, path: Path) -> int:
     if logits.dim() != 2:
         raise ModelLoadError(f"{path.name}: model output has shape {tuple(logits.shape)}, expected N×classes")
     return int(logits.shape[1])
+
+
+def check_same_classes(*backends: ModelBackend) -> None:
+    """Teacher, Student and Base must have the same number of classes."""
+    first = backends[0].info
+    for other in backends[1:]:
+        if other.info.num_classes != first.num_classes:
+            raise ModelLoadError(
+                f"{Path(first.path).name} has {first.num_classes} classes but {Path(other.info.path).name} "
+                f"has {other.info.num_classes}: Teacher, Student and Base must agree")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -68,10 +69,25 @@ def architecture_shapes(arch: Architecture, num_classes: int) -> dict[str, tuple
     """Parameter shapes of ``arch`` built on the meta device (no memory, milliseconds)."""
     key = (arch.name, num_classes)
     if key not in _SHAPE_CACHE:
-        with torch.device("meta"):
+        with torch.device("meta"), _initialisers_skipped():
             module = arch.build(num_classes)
         _SHAPE_CACHE[key] = parameter_shapes(module.state_dict())
     return _SHAPE_CACHE[key]
+
+
+@contextmanager
+def _initialisers_skipped():
+    """Weight initialisers do nothing while architectures are built for their shapes only (random
+    initialisation on the meta device is slow and pointless)."""
+    names = [n for n in dir(nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(nn.init, n) for n in names}
+    try:
+        for name in names:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(nn.init, name, fn)
 
 
 def _num_classes_from(shapes: Mapping[str, tuple[int, ...]], reference: Mapping[str, tuple[int, ...]]) -> int | None:

@@ -7,34 +7,13 @@ Layers are the top-level children plus ``PENULTIMATE`` (the input of the final c
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 
-from .backend import LOGITS, PENULTIMATE, Forward, ModelBackend, ModelInfo
+from .backend import PENULTIMATE, Forward, ModelBackend, ModelInfo
 from .outputs import logits_of
-
-
-class ScriptForward(Forward):
-    def __init__(self, logits, activations, grad_layer, leaf, connected):
-        self.logits = logits.detach()
-        self.activations = {k: v.detach() for k, v in activations.items()}
-        self.grad_layer = grad_layer
-        self._leaf = leaf
-        self._connected = {LOGITS: logits, **connected}
-
-    def vjp(self, cotangents: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        if self._leaf is None:
-            raise RuntimeError("this forward was run without a gradient layer")
-        names = list(cotangents)
-        unknown = [n for n in names if n not in self._connected]
-        if unknown:
-            raise KeyError(f"{unknown[0]!r} is not downstream of the gradient layer {self.grad_layer!r}")
-        (grad,) = torch.autograd.grad(
-            [self._connected[n] for n in names], self._leaf, [cotangents[n] for n in names],
-            retain_graph=True, allow_unused=True,
-        )
-        return torch.zeros_like(self._leaf) if grad is None else grad.detach()
+from .torch_backend import TorchForward
 
 
 class ScriptModuleBackend(ModelBackend):
@@ -114,7 +93,7 @@ class ScriptModuleBackend(ModelBackend):
         if grad_layer is None:
             with torch.no_grad():
                 logits, acts = self._call(x, layers)
-            return ScriptForward(logits, acts, None, None, {})
+            return TorchForward(logits, acts, None, None, {})
         with torch.no_grad():
             activation = self._prefix_function(grad_layer)(self.module._c, x)
         leaf = activation.detach().requires_grad_(True)
@@ -122,7 +101,7 @@ class ScriptModuleBackend(ModelBackend):
         with torch.enable_grad():
             logits, acts = self._call(x, others, replaced=grad_layer, replacement=leaf)
         connected = {k: v for k, v in acts.items() if v.requires_grad}
-        return ScriptForward(logits, {**acts, grad_layer: leaf}, grad_layer, leaf, connected)
+        return TorchForward(logits, {**acts, grad_layer: leaf}, grad_layer, leaf, connected)
 
     @torch.no_grad()
     def logits_with_replaced(self, x: torch.Tensor, layer: str, activation: torch.Tensor) -> torch.Tensor:

@@ -27,14 +27,22 @@ class TorchForward(Forward):
     def vjp(self, cotangents: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if self._leaf is None:
             raise RuntimeError("this forward was run without a gradient layer")
-        outputs, grads = [], []
-        for name, cot in cotangents.items():
-            if name not in self._connected:
-                raise KeyError(f"{name!r} is not downstream of the gradient layer {self.grad_layer!r}")
-            outputs.append(self._connected[name])
-            grads.append(cot.to(self._connected[name].dtype))
-        (grad,) = torch.autograd.grad(outputs, self._leaf, grads, retain_graph=True, allow_unused=True)
-        return torch.zeros_like(self._leaf) if grad is None else grad.detach()
+        return autograd_vjp(self._connected, self._leaf, cotangents, self.grad_layer)
+
+
+def autograd_vjp(connected, leaf, cotangents, grad_layer) -> torch.Tensor:
+    """VJP of the graph-connected outputs back to ``leaf``; outputs that do not depend on it add zero."""
+    outputs, grads = [], []
+    for name, cot in cotangents.items():
+        if name not in connected:
+            raise KeyError(f"{name!r} is not downstream of the gradient layer {grad_layer!r}")
+        if connected[name].requires_grad:
+            outputs.append(connected[name])
+            grads.append(cot.to(connected[name].dtype))
+    if not outputs:
+        return torch.zeros_like(leaf)
+    (grad,) = torch.autograd.grad(outputs, leaf, grads, retain_graph=True, allow_unused=True)
+    return torch.zeros_like(leaf) if grad is None else grad.detach()
 
 
 class TorchModuleBackend(ModelBackend):

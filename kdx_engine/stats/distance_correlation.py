@@ -5,6 +5,8 @@ named ``…_centred`` take U-centred matrices, so callers that cache them can re
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from kdx_engine.stats.gram import feature_rows, gram_matrix
@@ -24,10 +26,9 @@ def distance_matrix_from_gram(gram: torch.Tensor) -> torch.Tensor:
     """
     gram = gram.to(torch.float64)
     squared_norms = torch.diagonal(gram)
-    squared = squared_norms[:, None] + squared_norms[None, :] - 2 * gram
-    off_diagonal = ~torch.eye(gram.shape[0], dtype=torch.bool, device=gram.device)
-    squared = torch.where(off_diagonal, squared.clamp_min(0), torch.zeros_like(squared))
-    return torch.sqrt(squared + EPSILON)
+    squared = (squared_norms[:, None] + squared_norms[None, :]).sub_(gram, alpha=2).clamp_min_(0)
+    squared.diagonal().zero_()
+    return squared.add_(EPSILON).sqrt_()
 
 
 def distance_matrix(features) -> torch.Tensor:
@@ -45,20 +46,23 @@ def u_centre(a: torch.Tensor) -> torch.Tensor:
     n = a.shape[0]
     if n < MIN_SAMPLES:
         raise ValueError(f"U-centring needs at least {MIN_SAMPLES} samples, got {n}")
-    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=a.device)
-    a = torch.where(off_diagonal, a.to(torch.float64), torch.zeros((), dtype=torch.float64, device=a.device))
-    row_sums = a.sum(dim=1)
-    column_sums = a.sum(dim=0)
+    a = a.to(torch.float64)
+    diagonal = torch.diagonal(a)
+    row_sums = a.sum(dim=1) - diagonal
+    column_sums = a.sum(dim=0) - diagonal
     total = row_sums.sum()
-    centred = a - row_sums[:, None] / (n - 2) - column_sums[None, :] / (n - 2) + total / ((n - 1) * (n - 2))
-    centred = torch.where(off_diagonal, centred, torch.zeros_like(centred))
+    # Ã_ij = a_ij − (r_i + c_j − g/(n−1)) / (n−2), the METHODS §1.2 formula regrouped
+    offsets = (row_sums[:, None] + (column_sums - total / (n - 1))[None, :]).div_(n - 2)
+    centred = a - offsets
+    centred.diagonal().zero_()
     return zero_if_rounding_noise(centred, a)
 
 
 def zero_if_rounding_noise(result: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """``result``, or exactly zero (still on the autograd graph) when all of it is rounding noise
     relative to ``source``, the matrix it was computed from."""
-    if bool(result.abs().max() <= ROUNDING_TOLERANCE * source.abs().max()):
+    largest = torch.linalg.vector_norm(result.detach(), ord=math.inf)
+    if bool(largest <= ROUNDING_TOLERANCE * torch.linalg.vector_norm(source.detach(), ord=math.inf)):
         return result * 0
     return result
 
@@ -66,7 +70,7 @@ def zero_if_rounding_noise(result: torch.Tensor, source: torch.Tensor) -> torch.
 def u_inner(a_tilde: torch.Tensor, b_tilde: torch.Tensor) -> torch.Tensor:
     """⟨Ã, B̃⟩ = Σ_{i≠j} Ã_ij B̃_ij / (n(n−3)) for U-centred matrices (zero diagonal)."""
     n = a_tilde.shape[0]
-    return (a_tilde * b_tilde).sum() / (n * (n - 3))
+    return torch.dot(a_tilde.reshape(-1), b_tilde.reshape(-1)) / (n * (n - 3))
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -89,6 +89,8 @@ class CifarMobileNetV2(nn.Module):
 
 
 def _init_weights(model: nn.Module) -> None:
+    if next(model.parameters()).is_meta:
+        return  # a shapes-only build (fingerprinting): meta tensors hold no values to initialise
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

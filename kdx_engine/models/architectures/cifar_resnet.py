@@ -78,6 +78,8 @@ def _stage(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequenti
 
 
 def _init_weights(model: nn.Module) -> None:
+    if next(model.parameters()).is_meta:
+        return  # a shapes-only build (fingerprinting): meta tensors hold no values to initialise
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

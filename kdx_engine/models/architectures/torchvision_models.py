@@ -26,7 +26,7 @@ TORCHVISION_NAMES = (
 )
 
 
-def _regnet_y_400mf(weights: None, num_classes: int) -> nn.Module:
+def _regnet_y_400mf(weights: None = None, num_classes: int = 1000) -> nn.Module:
     """torchvision's ``regnet_y_400mf``, with its stage widths computed on the CPU.
 
     torchvision derives the widths with tensor arithmetic and ``.tolist()``, which fails while the

@@ -30,7 +30,8 @@ def test_cam_matches_pytorch_grad_cam_on_resnet18(resnet18, images, name, refere
 
     got = result.normalised().numpy()
     # grad-cam scales a second time when it aggregates layers: same map up to its 1e-7 ε
-    got = (got - got.min(axis=(1, 2), keepdims=True)) / (1e-7 + got.max(axis=(1, 2), keepdims=True))
+    got = got - got.min(axis=(1, 2), keepdims=True)
+    got = got / (1e-7 + got.max(axis=(1, 2), keepdims=True))
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert all(note is None for note in result.notes)

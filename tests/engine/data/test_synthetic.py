@@ -206,6 +206,8 @@ def test_image_folder_round_trips(tmp_path):
     assert SyntheticConfig.from_json(manifest["config"]) == CONFIG
     assert not [p for p in root.rglob(".*")]  # no temporary files left behind
     assert len(list(root.rglob("*.png"))) == 2 * split.n
+    with pytest.raises(FileExistsError):
+        write_image_folder(split, names, root)
 
 
 def test_config_rejects_unknown_shapes_and_bad_ranges():

@@ -1,0 +1,83 @@
+"""The kdx command line: info and explain, exit codes and one-line errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from kdx_engine.cli import main
+from kdx_engine.models.registry import get_architecture
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "r8.pth"
+    torch.save(get_architecture("resnet8").build(4).state_dict(), path)
+    return path
+
+
+@pytest.fixture()
+def image_dir(tmp_path):
+    folder = tmp_path / "imgs"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(folder / "a.png")
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / "sub" / "b.jpg")
+    return folder
+
+
+def test_info_json_lists_format_architecture_layers(model_file, capsys):
+    assert main(["info", str(model_file), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["format"] == "torch_pickle" and data["architecture"] == "resnet8"
+    assert data["num_classes"] == 4 and data["input_size"] == 32
+    assert data["parameters"] == sum(p.numel() for p in get_architecture("resnet8").build(4).parameters())
+    assert data["default_layer"] == "layer3"
+    names = [layer["name"] for layer in data["layers"]]
+    assert {"layer1", "layer2", "layer3"} <= set(names)
+    assert next(l for l in data["layers"] if l["name"] == "layer3")["shape"] == [64, 8, 8]
+
+
+def test_info_text_names_the_default_layer(model_file, capsys):
+    assert main(["info", str(model_file)]) == 0
+    out = capsys.readouterr().out
+    assert "architecture:  resnet8" in out and "default layer: layer3" in out
+
+
+def test_explain_writes_maps_overlays_and_manifest(model_file, image_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["explain", "--method", "gradcam++", "--model", str(model_file), str(image_dir),
+                 "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.npy", "a.png", "b.npy", "b.png", "manifest.json"]
+    assert np.load(out / "a.npy").shape == (32, 32)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["method"] == "gradcam++" and manifest["layer"] == "layer3"
+    assert manifest["model"]["architecture"] == "resnet8" and len(manifest["model"]["sha256"]) == 64
+    assert [i["file"].endswith(n) for i, n in zip(manifest["image_files"], ["a.png", "b.jpg"])] == [True, True]
+    # no silent overwrite
+    assert main(["explain", "--model", str(model_file), str(image_dir), "--out", str(out)]) == 2
+    assert "overwrite" in capsys.readouterr().err
+
+
+def test_bad_model_file_exits_2_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.pth"
+    bad.write_text("not a model")
+    assert main(["info", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad.pth" in err
+
+
+def test_bad_image_is_skipped_and_reported(model_file, image_dir, tmp_path, capsys):
+    (image_dir / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    out = tmp_path / "out2"
+    assert main(["explain", "--model", str(model_file), str(image_dir), "--out", str(out)]) == 2
+    assert "broken.png" in capsys.readouterr().err
+    assert (out / "a.npy").exists() and (out / "b.npy").exists()
+
+
+def test_unknown_method_exits_2(model_file, image_dir, tmp_path, capsys):
+    assert main(["explain", "--method", "magic", "--model", str(model_file), str(image_dir),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "unknown CAM method 'magic'" in capsys.readouterr().err
