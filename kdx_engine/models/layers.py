@@ -5,13 +5,24 @@ Works on any backend: one forward of a blank image records every layer's output 
 from __future__ import annotations
 
 import re
+import weakref
 
 import torch
 
 from .backend import PENULTIMATE, LayerInfo, ModelBackend
 
 
+_PROBED: "weakref.WeakKeyDictionary[ModelBackend, list[LayerInfo]]" = weakref.WeakKeyDictionary()
+
+
 def probe_layers(backend: ModelBackend) -> list[LayerInfo]:
+    """Every layer with a tensor output, in execution order (probed once per backend)."""
+    if backend not in _PROBED:
+        _PROBED[backend] = _probe(backend)
+    return list(_PROBED[backend])
+
+
+def _probe(backend: ModelBackend) -> list[LayerInfo]:
     """Every layer with a tensor output, in execution order, with (C, H, W) shape and stride.
 
     Layers that return the very same tensor as an enclosing layer (a Sequential and its last child)
