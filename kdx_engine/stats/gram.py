@@ -74,20 +74,25 @@ class GramAccumulator:
         """The n×n float64 Gram matrix of all rows received; all n rows must have arrived."""
         if self.rows_received != self.num_samples:
             raise ValueError(f"received {self.rows_received} of {self.num_samples} rows")
-        n, d = self._rows.shape
+        rows = self._rows[:self.rows_received]
+        n, d = rows.shape
         step = max(1, self.block_bytes // (8 * d))
         starts = range(0, n, step)
         gram = np.empty((n, n), dtype=np.float64)
         for i in starts:
-            block_i = np.asarray(self._rows[i:i + step], dtype=np.float64)
+            block_i = np.asarray(rows[i:i + step], dtype=np.float64)
             for j in starts:
                 if j > i:
                     break
-                block_j = block_i if j == i else np.asarray(self._rows[j:j + step], dtype=np.float64)
+                block_j = block_i if j == i else np.asarray(rows[j:j + step], dtype=np.float64)
                 product = block_i @ block_j.T
                 gram[i:i + step, j:j + step] = product
                 gram[j:j + step, i:i + step] = product.T
         return torch.from_numpy(gram)
+
+    def end_early(self) -> None:
+        """Declare the rows received so far to be all of them (some announced inputs were unreadable)."""
+        self.num_samples = self.rows_received
 
     def close(self) -> None:
         """Release the stored rows and delete the temporary memmap file, if any."""

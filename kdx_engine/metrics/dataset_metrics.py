@@ -1,0 +1,255 @@
+"""Dataset metrics (METHODS.md §2–§3): FSS and CKA between models' stages, RS per stage and partial RS,
+each with a seeded bootstrap interval. Features are pooled over all images and streamed in batches:
+only n×n matrices are kept per (model, stage)."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..atomic_files import atomic_write_text
+from ..data.datasets import ImageFolderDataset
+from ..data.images import to_batch
+from ..jobs import Progress, report
+from ..models.backend import ModelBackend
+from ..models.layers import probe_layers, stage_layers
+from ..provenance import package_versions
+from ..stats.bootstrap import (
+    LEVEL, RESAMPLES, BootstrapInterval, bootstrap_linear_cka, bootstrap_partial_r2, bootstrap_r2_star,
+    bootstrap_semi_partial_r2,
+)
+from ..stats.distance_correlation import distance_matrix, distance_matrix_from_gram, label_embedding
+from ..stats.gram import GramAccumulator
+
+MIN_IMAGES = 32
+ESTIMATOR = "bias-corrected R²* (U-centred, Székely–Rizzo), METHODS §1"
+
+
+@dataclass(frozen=True)
+class Value:
+    """A statistic with its percentile bootstrap interval (NaN with a reason when undefined)."""
+
+    value: float
+    low: float
+    high: float
+    reason: str | None = None
+
+    @classmethod
+    def of(cls, interval: BootstrapInterval) -> "Value":
+        reason = None if math.isfinite(interval.value) else "undefined: a variance term is zero"
+        return cls(interval.value, interval.low, interval.high, reason)
+
+
+@dataclass(frozen=True)
+class StagePair:
+    """A statistic between stage ``layer_a`` of model ``a`` and stage ``layer_b`` of model ``b``."""
+
+    a: str
+    layer_a: str
+    b: str
+    layer_b: str
+    result: Value
+
+
+@dataclass(frozen=True)
+class StageMatrix:
+    """Stage×stage values between two models (rows: model a's stages)."""
+
+    a: str
+    b: str
+    rows: list[str]
+    columns: list[str]
+    values: list[list[Value]]
+
+
+@dataclass(frozen=True)
+class Relevance:
+    """RS of a model's stage, or partial RS with another model's geometry removed (``removed``)."""
+
+    model: str
+    layer: str
+    result: Value
+    removed: str | None = None
+    removed_layer: str | None = None
+    form: str = "plain"
+
+
+@dataclass(frozen=True)
+class DatasetMetrics:
+    """Every dataset metric with its interval, n, estimator and layer names; saves itself as JSON."""
+
+    n: int
+    n_labelled: int
+    stages: dict[str, list[str]]
+    fss: list[StagePair]
+    fss_matrix: list[StageMatrix]
+    cka_matrix: list[StageMatrix]
+    rs: list[Relevance]
+    partial_rs: list[Relevance]
+    models: dict[str, dict]
+    skipped: list[str]
+    resamples: int
+    seed: int
+    level: float = LEVEL
+    estimator: str = ESTIMATOR
+    label_embedding: str = "one-hot"
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["versions"] = package_versions()
+        return data
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path}: exists (use --overwrite)")
+        atomic_write_text(path, json.dumps(self.to_json(), indent=2, default=_json_default) + "\n")
+        return path
+
+
+def _json_default(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)
+
+
+def dataset_metrics(
+    teacher: ModelBackend,
+    student: ModelBackend,
+    dataset: ImageFolderDataset,
+    base: ModelBackend | None = None,
+    embeddings: np.ndarray | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+    stages: dict[str, list[str]] | None = None,
+) -> DatasetMetrics:
+    """FSS (T–S, and S–B, T–B with a Base), stage×stage FSS and CKA, RS and partial RS, pooled over
+    every readable image of ``dataset`` (n ≥ 32)."""
+    models = {"teacher": teacher, "student": student, **({"base": base} if base is not None else {})}
+    stages = {role: (stages or {}).get(role) or stage_layers(probe_layers(m)) for role, m in models.items()}
+    grams, labels, skipped = _stream_grams(models, stages, dataset, batch_size, progress)
+    n = len(labels)
+    if n < MIN_IMAGES:
+        raise ValueError(f"{dataset.root}: {n} readable images; dataset metrics need n ≥ {MIN_IMAGES} "
+                         "(≥ 100 recommended)")
+    distances = {key: distance_matrix_from_gram(g) for key, g in grams.items()}
+    steps = _Steps(progress, start=0.6)
+    pairs = [("teacher", "student")] + ([("student", "base"), ("teacher", "base")] if base is not None else [])
+    fss, fss_matrix, cka_matrix = [], [], []
+    for a, b in pairs:
+        fss_matrix.append(_matrix(a, b, stages, distances, bootstrap_r2_star, resamples, seed, steps))
+        cka_matrix.append(_matrix(a, b, stages, grams, bootstrap_linear_cka, resamples, seed, steps))
+        fss += _matched(fss_matrix[-1])
+    rs, partial_rs, n_labelled, notes = _relevance(models, stages, distances, labels, embeddings, resamples, seed, steps)
+    if n_labelled < n:
+        notes.append(f"{n - n_labelled} image(s) without a true label left out of RS")
+    report(progress, 1.0, "done")
+    return DatasetMetrics(
+        n=n, n_labelled=n_labelled, stages=stages, fss=fss, fss_matrix=fss_matrix, cka_matrix=cka_matrix,
+        rs=rs, partial_rs=partial_rs, skipped=skipped, resamples=resamples, seed=seed,
+        models={role: {"file": m.info.path, "sha256": m.info.sha256, "format": m.info.format,
+                       "backend": m.info.backend, "architecture": m.info.architecture} for role, m in models.items()},
+        label_embedding="one-hot" if embeddings is None else f"class embeddings {tuple(np.shape(embeddings))}",
+        notes=notes,
+    )
+
+
+class _Steps:
+    """Progress over the statistics phase, which follows feature extraction."""
+
+    def __init__(self, progress, start):
+        self.progress, self.start, self.done = progress, start, 0
+
+    def tick(self, message: str) -> None:
+        self.done += 1
+        report(self.progress, self.start + (1 - self.start) * (1 - 1 / (1 + 0.05 * self.done)), message)
+
+
+def _stream_grams(models, stages, dataset, batch_size, progress):
+    """n×n Gram matrices per (model, stage), from features streamed batch by batch."""
+    total = len(dataset)
+    accumulators = {(role, layer): GramAccumulator(total) for role, layers in stages.items() for layer in layers}
+    labels: list[int | None] = []
+    skipped: list[str] = []
+    for batch in dataset.batches(next(iter(models.values())).info.preprocessing, batch_size=batch_size):
+        skipped += [str(error) for error in batch.errors]
+        if not batch.images:
+            continue
+        for role, model in models.items():
+            x = to_batch(list(batch.images), model.info.preprocessing)
+            activations = model.forward(x, stages[role]).activations
+            for layer in stages[role]:
+                accumulators[(role, layer)].update(activations[layer])
+        labels += list(batch.labels)
+        report(progress, 0.6 * len(labels) / max(total, 1), f"features of {len(labels)}/{total} images")
+    n = len(labels)
+    grams = {}
+    for key, accumulator in accumulators.items():
+        accumulator.end_early()  # unreadable images were skipped
+        grams[key] = accumulator.gram()
+        accumulator.close()
+    return grams, labels, skipped
+
+
+def _matrix(a, b, stages, matrices, bootstrap, resamples, seed, steps) -> StageMatrix:
+    values = []
+    for layer_a in stages[a]:
+        row = []
+        for layer_b in stages[b]:
+            row.append(Value.of(bootstrap(matrices[(a, layer_a)], matrices[(b, layer_b)], resamples, seed)))
+            steps.tick(f"{a} {layer_a} vs {b} {layer_b}")
+        values.append(row)
+    return StageMatrix(a, b, list(stages[a]), list(stages[b]), values)
+
+
+def matched_stages(rows: list[str], columns: list[str]) -> list[tuple[int, int]]:
+    """Stage pairs by depth order: each stage of the shorter list with the stage at the same relative
+    depth in the longer one (first with first, last with last)."""
+    short, long_ = (rows, columns) if len(rows) <= len(columns) else (columns, rows)
+    if len(short) == 1:
+        picks = [(0, len(long_) - 1)]
+    else:
+        picks = [(i, round(i * (len(long_) - 1) / (len(short) - 1))) for i in range(len(short))]
+    return picks if short is rows else [(j, i) for i, j in picks]
+
+
+def _matched(matrix: StageMatrix) -> list[StagePair]:
+    return [StagePair(matrix.a, matrix.rows[i], matrix.b, matrix.columns[j], matrix.values[i][j])
+            for i, j in matched_stages(matrix.rows, matrix.columns)]
+
+
+def _relevance(models, stages, distances, labels, embeddings, resamples, seed, steps):
+    known = [i for i, label in enumerate(labels) if label is not None]
+    notes: list[str] = []
+    if len(known) < 4 or len({labels[i] for i in known}) < 2:
+        notes.append("RS not computed: it needs at least 4 labelled images of two or more classes")
+        return [], [], len(known), notes
+    index = torch.as_tensor(known)
+    g = distance_matrix(label_embedding([labels[i] for i in known], class_embeddings=embeddings))
+
+    def restricted(key):
+        return distances[key][index[:, None], index]
+
+    rs = []
+    for role, layers in stages.items():
+        for layer in layers:
+            rs.append(Relevance(role, layer, Value.of(bootstrap_r2_star(restricted((role, layer)), g, resamples, seed))))
+            steps.tick(f"RS {role} {layer}")
+    other = "base" if "base" in models else "teacher"
+    partial = []
+    for x_role, y_role in (("student", other), (other, "student")):
+        for i, j in matched_stages(stages[x_role], stages[y_role]):
+            x_layer, y_layer = stages[x_role][i], stages[y_role][j]
+            a, b = restricted((x_role, x_layer)), restricted((y_role, y_layer))
+            for form, bootstrap in (("semi-partial", bootstrap_semi_partial_r2), ("partial", bootstrap_partial_r2)):
+                value = Value.of(bootstrap(a, g, b, resamples, seed))
+                partial.append(Relevance(x_role, x_layer, value, y_role, y_layer, form))
+                steps.tick(f"RS({x_role}|{y_role}) {x_layer}")
+    return rs, partial, len(known), notes

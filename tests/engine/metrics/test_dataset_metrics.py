@@ -1,0 +1,113 @@
+"""Dataset metrics: values equal the statistics computed directly; intervals, n, labels, cancel."""
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import backend_for
+from kdx_engine.data import ImageFolderDataset, to_batch
+from kdx_engine.jobs import Cancelled, Progress
+from kdx_engine.metrics import dataset_metrics, matched_stages
+from kdx_engine.models.registry import get_architecture
+from kdx_engine.stats import linear_cka, partial_r2, r2_star, semi_partial_r2
+
+
+def _model(name, seed):
+    torch.manual_seed(seed)
+    return get_architecture(name).build(3).eval()
+
+
+@pytest.fixture(scope="module")
+def dataset_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds")
+    rng = np.random.default_rng(1)
+    for c, name in enumerate(("red", "green", "blue")):
+        (root / name).mkdir()
+        for i in range(12):
+            pixels = rng.integers(0, 160, (32, 32, 3), dtype=np.uint8)
+            pixels[..., c] += 90
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    (root / "red" / "broken.png").write_bytes(b"not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trio():
+    return (backend_for(_model("resnet20", 1), 3, 32), backend_for(_model("resnet8", 2), 3, 32),
+            backend_for(_model("resnet8", 3), 3, 32))
+
+
+def _features(backend, dataset, layer):
+    images = [dataset[i][0] for i in range(len(dataset)) if dataset.paths[i].name != "broken.png"]
+    return backend.forward(to_batch(images, backend.info.preprocessing), [layer]).activations[layer]
+
+
+def test_values_equal_direct_statistics(dataset_root, trio):
+    teacher, student, base = trio
+    dataset = ImageFolderDataset(dataset_root, class_names=("red", "green", "blue"))
+    result = dataset_metrics(teacher, student, dataset, base=base, resamples=20, seed=0, batch_size=10)
+    assert result.n == 36 and result.n_labelled == 36 and len(result.skipped) == 1
+    assert result.stages == {"teacher": ["layer1", "layer2", "layer3"], "student": ["layer1", "layer2", "layer3"],
+                             "base": ["layer1", "layer2", "layer3"]}
+    t3, s3, b3 = (_features(m, dataset, "layer3") for m in trio)
+    s1 = _features(student, dataset, "layer1")
+    fss = {(p.a, p.layer_a, p.b, p.layer_b): p.result for p in result.fss}
+    assert fss[("teacher", "layer3", "student", "layer3")].value == pytest.approx(float(r2_star(t3, s3)), abs=1e-9)
+    assert fss[("student", "layer3", "base", "layer3")].value == pytest.approx(float(r2_star(s3, b3)), abs=1e-9)
+    ts_matrix = result.fss_matrix[0]
+    assert ts_matrix.values[2][0].value == pytest.approx(float(r2_star(t3, s1)), abs=1e-9)
+    cka = result.cka_matrix[0].values[2][2]
+    assert cka.value == pytest.approx(float(linear_cka(t3, s3)), abs=1e-9)
+    labels = torch.tensor([c for c in range(3) for _ in range(12)])
+    onehot = torch.nn.functional.one_hot(labels).double()
+    rs = {(r.model, r.layer): r.result for r in result.rs}
+    assert rs[("student", "layer3")].value == pytest.approx(float(r2_star(s3, onehot)), abs=1e-9)
+    partial = {(r.model, r.removed, r.form, r.layer): r.result for r in result.partial_rs}
+    assert partial[("student", "base", "semi-partial", "layer3")].value == pytest.approx(
+        float(semi_partial_r2(s3, onehot, b3)), abs=1e-9)
+    assert partial[("base", "student", "partial", "layer3")].value == pytest.approx(
+        float(partial_r2(b3, onehot, s3)), abs=1e-9)
+    for value in [*fss.values(), *rs.values()]:
+        assert value.low <= value.high and math.isfinite(value.low)
+
+
+def test_metrics_need_32_images(tmp_path, trio):
+    (tmp_path / "a").mkdir()
+    for i in range(10):
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8) + i).save(tmp_path / "a" / f"{i}.png")
+    with pytest.raises(ValueError, match="10 readable images; dataset metrics need n ≥ 32"):
+        dataset_metrics(*trio[:2], ImageFolderDataset(tmp_path), resamples=5)
+
+
+def test_save_writes_json_and_refuses_overwrite(dataset_root, trio, tmp_path):
+    result = dataset_metrics(*trio[:2], ImageFolderDataset(dataset_root), resamples=5, seed=3)
+    path = result.save(tmp_path / "m.json")
+    data = json.loads(path.read_text())
+    assert data["n"] == 36 and data["seed"] == 3 and data["resamples"] == 5
+    assert data["fss"][0]["layer_a"] == "layer1" and "low" in data["fss"][0]["result"]
+    assert "R²*" in data["estimator"] and "torch" in data["versions"]
+    with pytest.raises(FileExistsError):
+        result.save(tmp_path / "m.json")
+
+
+def test_cancel_stops_the_job(dataset_root, trio):
+    seen = []
+
+    def callback(fraction, message):
+        seen.append(fraction)
+        progress.cancel()  # the user presses Cancel after the first report
+
+    progress = Progress(callback)
+    with pytest.raises(Cancelled):
+        dataset_metrics(*trio[:2], ImageFolderDataset(dataset_root), resamples=5, progress=progress, batch_size=8)
+    assert len(seen) == 1
+
+
+def test_matched_stages_by_depth():
+    assert matched_stages(["a", "b", "c"], ["x", "y", "z"]) == [(0, 0), (1, 1), (2, 2)]
+    assert matched_stages(["a", "b", "c", "d"], ["x", "y"]) == [(0, 0), (3, 1)]
+    assert matched_stages(["a", "b"], ["w", "x", "y", "z"]) == [(0, 0), (1, 3)]
