@@ -1,4 +1,4 @@
-"""The ``kdx`` command line: ``info``, ``explain`` (more verbs arrive with their engines).
+"""The ``kdx`` command line: ``info``, ``explain`` (CAM methods and UniCAM), ``metrics``.
 
 Exit codes: 0 ok, 2 bad input (one line on stderr naming the file and the problem).
 """
@@ -44,7 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="CAM maps for images: .npy, overlay PNG and manifest.json")
     explain.add_argument("images", nargs="+", type=Path, help="image files or folders")
     explain.add_argument("--method", default="gradcam")
-    explain.add_argument("--model", type=Path, required=True)
+    explain.add_argument("--model", type=Path, help="the model to explain (CAM methods)")
+    explain.add_argument("--teacher", type=Path, help="UniCAM: the Teacher")
+    explain.add_argument("--student", type=Path, help="UniCAM: the Student")
+    explain.add_argument("--base", type=Path, help="UniCAM: the Base (without it: S|T and T|S maps)")
+    explain.add_argument("--reference", type=Path, help="UniCAM: ImageFolder to draw the reference set from")
+    explain.add_argument("--n", type=int, default=16, help="UniCAM: reference images + query (default 16)")
+    explain.add_argument("--variant", default="label-guided", help="UniCAM: label-guided | label-free")
+    explain.add_argument("--seed", type=int, default=0)
     _model_options(explain)
     explain.add_argument("--layer", help="target layer (default: automatic)")
     explain.add_argument("--target", default="predicted", help="predicted | true | class:K")
@@ -54,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--batch-size", type=int, default=16)
     explain.add_argument("--overwrite", action="store_true")
     explain.set_defaults(run=run_explain)
+
+    metrics = sub.add_parser("metrics", help="FSS, CKA, RS and partial RS with bootstrap intervals, as JSON")
+    metrics.add_argument("--teacher", type=Path, required=True)
+    metrics.add_argument("--student", type=Path, required=True)
+    metrics.add_argument("--base", type=Path)
+    metrics.add_argument("--dataset", type=Path, required=True, help="ImageFolder: class_name/image.ext")
+    metrics.add_argument("--embeddings", type=Path, help="K×e class embeddings (.npy), rows in class order")
+    metrics.add_argument("--out", type=Path, required=True)
+    metrics.add_argument("--resamples", type=int, default=200)
+    metrics.add_argument("--seed", type=int, default=0)
+    metrics.add_argument("--batch-size", type=int, default=32)
+    metrics.add_argument("--overwrite", action="store_true")
+    _model_options(metrics)
+    metrics.set_defaults(run=run_metrics)
     return parser
 
 
@@ -118,19 +139,16 @@ def _short_list(names, limit=6) -> str:
 
 
 def run_explain(args) -> int:
+    if args.method.lower() == "unicam":
+        return run_unicam(args)
     from .cams import cam_method, resolve_targets
-    from .data import collect_image_paths, display_image, load_images, to_batch
+    from .data import display_image, to_batch
 
+    if args.model is None:
+        raise BadInput("--model is required for CAM methods")
     backend = _load(args.model, args)
     method = cam_method(args.method)(backend, layer=args.layer, batch_size=args.batch_size)
-    paths = collect_image_paths(args.images)
-    if not paths:
-        raise BadInput(f"no images found in {', '.join(map(str, args.images))}")
-    images, errors = load_images(paths)
-    for error in errors:
-        print(f"kdx: skipped {error}", file=sys.stderr)
-    if not images:
-        raise BadInput("none of the images could be read")
+    images, errors = _read_images(args.images)
     rule, class_index = _target_rule(args.target)
     pre = backend.info.preprocessing
     names = _unique_names(image.path for image in images)
@@ -150,6 +168,90 @@ def run_explain(args) -> int:
         for note in image.notes:
             print(f"note: {image.path.name}: {note}")
     return 0 if not errors else EXIT_BAD_INPUT
+
+
+def _read_images(paths):
+    from .data import collect_image_paths, load_images
+
+    found = collect_image_paths(paths)
+    if not found:
+        raise BadInput(f"no images found in {', '.join(map(str, paths))}")
+    images, errors = load_images(found)
+    for error in errors:
+        print(f"kdx: skipped {error}", file=sys.stderr)
+    if not images:
+        raise BadInput("none of the images could be read")
+    return images, errors
+
+
+def run_unicam(args) -> int:
+    from .data import display_image
+    from .models.loading import check_same_classes
+    from .unicam import ReferenceSet, distilled_and_residual
+
+    if args.teacher is None or args.student is None or args.reference is None:
+        raise BadInput("UniCAM needs --teacher, --student and --reference (and optionally --base)")
+    teacher, student = _load(args.teacher, args), _load(args.student, args)
+    base = _load(args.base, args) if args.base else None
+    check_same_classes(teacher, student, *([base] if base else []))
+    reference = ReferenceSet.from_folder(args.reference, n=args.n, seed=args.seed,
+                                         class_names=teacher.info.preprocessing.class_names)
+    images, errors = _read_images(args.images)
+    other, pair = (base, ("distilled_S|B", "residual_B|S")) if base else (teacher, ("S|T", "T|S"))
+    names = _unique_names(image.path for image in images)
+    for index, (image, name) in enumerate(zip(images, names)):
+        maps = distilled_and_residual(student, other, reference, image, variant=args.variant, teacher=teacher)
+        for label, result, model in zip(pair, maps, (student, other)):
+            out = args.out / label.replace("|", "_given_")
+            result = _with_image_records(result, [image])
+            result.save(out, [name], [display_image(image.rgb, model.info.preprocessing)],
+                        {**_provenance(model, [image]), "seed": args.seed},
+                        colormap=args.colormap, opacity=args.opacity, overwrite=args.overwrite or index > 0)
+        print(f"[{index + 1}/{len(images)}] {name}: {pair[0]} and {pair[1]} maps written to {args.out}")
+    return 0 if not errors else EXIT_BAD_INPUT
+
+
+def run_metrics(args) -> int:
+    import numpy as np
+
+    from .data import ImageFolderDataset
+    from .jobs import Progress
+    from .metrics import dataset_metrics
+    from .models.loading import check_same_classes
+
+    if args.out.exists() and not args.overwrite:
+        raise BadInput(f"{args.out}: exists (use --overwrite)")
+    teacher, student = _load(args.teacher, args), _load(args.student, args)
+    base = _load(args.base, args) if args.base else None
+    check_same_classes(teacher, student, *([base] if base else []))
+    embeddings = None
+    if args.embeddings:
+        try:
+            embeddings = np.load(args.embeddings, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"{args.embeddings.name}: not a readable .npy array ({exc})") from exc
+        if embeddings.ndim != 2 or embeddings.shape[0] != teacher.info.num_classes:
+            raise BadInput(f"{args.embeddings.name}: shape {embeddings.shape}, expected "
+                           f"{teacher.info.num_classes}×e (one row per class)")
+    dataset = ImageFolderDataset(args.dataset, class_names=teacher.info.preprocessing.class_names)
+    result = dataset_metrics(teacher, student, dataset, base=base, embeddings=embeddings, resamples=args.resamples,
+                             seed=args.seed, batch_size=args.batch_size, progress=Progress(_progress_bar))
+    print(file=sys.stderr)
+    result.save(args.out, overwrite=args.overwrite)
+    for pair in result.fss:
+        v = pair.result
+        print(f"FSS {pair.a}.{pair.layer_a} ~ {pair.b}.{pair.layer_b}: {v.value:.3f} [{v.low:.3f}, {v.high:.3f}]")
+    for rs in result.rs:
+        v = rs.result
+        print(f"RS  {rs.model}.{rs.layer}: {v.value:.3f} [{v.low:.3f}, {v.high:.3f}]")
+    print(f"n = {result.n}; wrote {args.out}")
+    return 0
+
+
+def _progress_bar(fraction: float, message: str) -> None:
+    filled = int(30 * fraction)
+    print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction * 100:5.1f}% {message[:50]:50s}", end="",
+          file=sys.stderr, flush=True)
 
 
 def _target_rule(text: str) -> tuple[str, int | None]:

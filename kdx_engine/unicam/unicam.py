@@ -51,21 +51,28 @@ class UniCam:
 
     def explain(self, image: LoadedImage, label: int | None = None) -> Explanation:
         """The UniCAM map of one query image at X's input size."""
-        x_in = to_batch([image], self.x.info.preprocessing)
-        forward = self.x.forward(x_in, [self.feature_layer], grad_layer=self.layer)
+        query_y = self.y.forward(to_batch([image], self.y.info.preprocessing), [self.feature_layer]).activations[
+            self.feature_layer]
+        return self.explain_from(self.query_forward(image), query_y, image, label)
+
+    def query_forward(self, image: LoadedImage):
+        """X's forward of the query, ready for a VJP from the feature layer back to the target layer."""
+        return self.x.forward(to_batch([image], self.x.info.preprocessing), [self.feature_layer], grad_layer=self.layer)
+
+    def explain_from(self, forward, query_y: torch.Tensor, image: LoadedImage, label: int | None = None) -> Explanation:
+        """The map from X's query forward and Y's query features (so a pair of maps shares forwards)."""
         activations = forward.activations[self.layer]
         if activations.dim() != 4:
             raise ValueError(f"layer {self.layer!r} has output shape {tuple(activations.shape[1:])}; UniCAM needs C×H×W")
         query_x = forward.activations[self.feature_layer]
-        query_y = self.y.forward(to_batch([image], self.y.info.preprocessing), [self.feature_layer]).activations[
-            self.feature_layer]
-        labels, label_source = self._labels(image, label, x_in)
+        size = (self.x.info.preprocessing.input_size,) * 2
+        labels, label_source = self._labels(image, label)
         feature_grad, score = score_gradient(
             query_x, self._reference_x, query_y, self._reference_y, labels, self.variant)
         grads = forward.vjp({self.feature_layer: feature_grad})
         raw = (grads.mean(dim=(2, 3))[:, :, None, None] * activations).sum(dim=1)
         low_res = torch.relu(raw)
-        maps = F.interpolate(low_res[:, None], size=x_in.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        maps = F.interpolate(low_res[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
         note = None
         if not torch.isfinite(raw).all():
             note = "map has non-finite values"
@@ -87,7 +94,7 @@ class UniCam:
         return Explanation(method="unicam", layer=self.layer, targets=(int(target),), target_rule=label_source,
                            low_res=low_res, maps=maps, logits=forward.logits, notes=(note,), details=details)
 
-    def _labels(self, image, label, x_in) -> tuple[list[int] | None, str]:
+    def _labels(self, image, label) -> tuple[list[int] | None, str]:
         if self.variant == "label-free":
             return None, "none (label-free)"
         labeller = self.teacher or self.x
@@ -144,6 +151,9 @@ def distilled_and_residual(student: ModelBackend, other: ModelBackend, reference
                            teacher: ModelBackend | None = None) -> tuple[Explanation, Explanation]:
     """UniCAM(S | other) and UniCAM(other | S): with other = Base the distilled and residual maps, with
     other = Teacher (no Base loaded) the S|T and T|S maps."""
-    first = UniCam(student, other, reference, variant=variant, teacher=teacher).explain(image, label)
-    second = UniCam(other, student, reference, variant=variant, teacher=teacher).explain(image, label)
-    return first, second
+    first = UniCam(student, other, reference, variant=variant, teacher=teacher)
+    second = UniCam(other, student, reference, variant=variant, teacher=teacher)
+    forward_first, forward_second = first.query_forward(image), second.query_forward(image)
+    features = first.feature_layer
+    return (first.explain_from(forward_first, forward_second.activations[features], image, label),
+            second.explain_from(forward_second, forward_first.activations[features], image, label))

@@ -81,3 +81,56 @@ def test_unknown_method_exits_2(model_file, image_dir, tmp_path, capsys):
     assert main(["explain", "--method", "magic", "--model", str(model_file), str(image_dir),
                  "--out", str(tmp_path / "o")]) == 2
     assert "unknown CAM method 'magic'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def trio_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("trio")
+    paths = []
+    for role, seed in (("t", 1), ("s", 2), ("b", 3)):
+        torch.manual_seed(seed)
+        path = folder / f"{role}.pth"
+        torch.save(get_architecture("resnet8").build(3).state_dict(), path)
+        paths.append(path)
+    data = folder / "data"
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("r", "g", "b")):
+        (data / name).mkdir(parents=True)
+        for i in range(11):
+            pixels = rng.integers(0, 160, (32, 32, 3), dtype=np.uint8)
+            pixels[..., c] += 90
+            Image.fromarray(pixels).save(data / name / f"{i}.png")
+    return paths, data
+
+
+def test_metrics_writes_values_with_intervals(trio_files, tmp_path, capsys):
+    (t, s, b), data = trio_files
+    out = tmp_path / "metrics.json"
+    assert main(["metrics", "--teacher", str(t), "--student", str(s), "--base", str(b), "--dataset", str(data),
+                 "--out", str(out), "--resamples", "10"]) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 33 and result["resamples"] == 10
+    assert {p["b"] for p in result["fss"]} == {"student", "base"}
+    assert "FSS teacher.layer1 ~ student.layer1" in capsys.readouterr().out
+    assert main(["metrics", "--teacher", str(t), "--student", str(s), "--dataset", str(data),
+                 "--out", str(out)]) == 2
+
+
+def test_metrics_rejects_bad_embeddings(trio_files, tmp_path, capsys):
+    (t, s, _), data = trio_files
+    np.save(tmp_path / "e.npy", np.zeros((5, 4)))
+    assert main(["metrics", "--teacher", str(t), "--student", str(s), "--dataset", str(data), "--embeddings",
+                 str(tmp_path / "e.npy"), "--out", str(tmp_path / "m.json")]) == 2
+    assert "e.npy: shape (5, 4), expected 3×e" in capsys.readouterr().err
+
+
+def test_explain_unicam_writes_distilled_and_residual(trio_files, image_dir, tmp_path):
+    (t, s, b), data = trio_files
+    out = tmp_path / "u"
+    assert main(["explain", "--method", "unicam", "--teacher", str(t), "--student", str(s), "--base", str(b),
+                 "--reference", str(data), "--n", "8", str(image_dir / "a.png"), "--out", str(out)]) == 0
+    for folder in ("distilled_S_given_B", "residual_B_given_S"):
+        manifest = json.loads((out / folder / "manifest.json").read_text())
+        assert manifest["method"] == "unicam" and manifest["unicam"]["n"] == 8
+        assert len(manifest["unicam"]["reference_hashes"]) == 7
+        assert np.load(out / folder / "a.npy").shape == (32, 32)

@@ -99,6 +99,9 @@ def test_distilled_and_residual_record_what_they_removed(folder):
     info = distilled.details["unicam"]
     assert info["n"] == 8 and len(info["reference_hashes"]) == 7 and info["variant"] == "label-guided"
     assert not torch.allclose(distilled.maps, residual.maps)
+    # the pair shares its forwards; each map equals the one computed on its own
+    alone = UniCam(bb, sb, reference).explain(load_image(query_path), label=0)
+    torch.testing.assert_close(residual.maps, alone.maps, atol=1e-7, rtol=1e-6)
 
 
 def test_removing_a_model_from_itself_leaves_nothing(folder):

@@ -1,0 +1,176 @@
+"""The canvas controls: CAM method, target-class rule, colormap, opacity, percentile threshold, shared
+or per-panel scale, UniCAM reference set and variant. They edit ``session.settings`` and follow it."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QLabel,
+    QSlider,
+    QSpinBox,
+    QWidget,
+)
+
+from kdx_engine.figures import COLORMAPS
+
+from .session import UNICAM_VARIANTS, Session
+from .settings import AppSettings
+
+TARGET_RULES = {"predicted": "each model's prediction", "true": "true class", "class": "one class:"}
+GALLERY_REFERENCE = "gallery images"
+FOLDER_REFERENCE = "folder…"
+
+
+class CanvasControls(QWidget):
+    """Two rows of controls above the canvas."""
+
+    def __init__(self, session: Session, settings: AppSettings, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session, self.settings = session, settings
+        self.method = QComboBox()
+        self.method.setToolTip("CAM method for the Teacher, Student and Base panels")
+        self.method.setEnabled(False)
+        self.rule = QComboBox()
+        for key, text in TARGET_RULES.items():
+            self.rule.addItem(text, key)
+        self.rule.setToolTip("Which class each map explains")
+        self.target_class = QComboBox()
+        self.target_class.setToolTip("The class explained by every model when the rule is 'one class'")
+        self.target_class.setMinimumContentsLength(8)
+        self.colormap = QComboBox()
+        self.colormap.addItems(list(COLORMAPS))
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setFixedWidth(90)
+        self.opacity_label = QLabel()
+        self.threshold = QSlider(Qt.Orientation.Horizontal)
+        self.threshold.setRange(0, 99)
+        self.threshold.setFixedWidth(90)
+        self.threshold.setToolTip("Hide map values below this percentile of each map")
+        self.threshold_label = QLabel()
+        self.scale = QComboBox()
+        self.scale.addItem("per-panel scale", False)
+        self.scale.addItem("shared scale", True)
+        self.scale.setToolTip("Per panel: each map min–max. Shared: one scale for the models' maps (and one for "
+                              "the UniCAM maps), so magnitudes compare")
+        self.reference = QComboBox()
+        self.reference.addItem(GALLERY_REFERENCE, None)
+        self.reference.addItem(FOLDER_REFERENCE, "__choose__")
+        self.reference.setToolTip("UniCAM reference set: images sampled (seeded, class-balanced) from the gallery "
+                                  "or from a dataset folder")
+        self.reference_n = QSpinBox()
+        self.reference_n.setRange(4, 256)
+        self.reference_n.setPrefix("n = ")
+        self.reference_n.setToolTip("Reference images + the query image")
+        self.variant = QComboBox()
+        self.variant.addItems(list(UNICAM_VARIANTS))
+
+        grid = QGridLayout(self)
+        grid.setContentsMargins(4, 2, 4, 2)
+        grid.setHorizontalSpacing(6)
+        grid.setVerticalSpacing(2)
+        first = [QLabel("Method"), self.method, QLabel("Target"), self.rule, self.target_class,
+                 QLabel("Colormap"), self.colormap, QLabel("Opacity"), self.opacity, self.opacity_label]
+        second = [QLabel("Threshold"), self.threshold, self.threshold_label, self.scale, QLabel("UniCAM reference"),
+                  self.reference, self.reference_n, QLabel("Variant"), self.variant]
+        for column, widget in enumerate(first):
+            grid.addWidget(widget, 0, column)
+        for column, widget in enumerate(second):
+            grid.addWidget(widget, 1, column)
+        grid.setColumnStretch(len(first) + 1, 1)
+
+        self.method.currentIndexChanged.connect(lambda: self._edit(method=self.method.currentData()))
+        self.rule.currentIndexChanged.connect(lambda: self._edit(target_rule=self.rule.currentData()))
+        self.target_class.currentIndexChanged.connect(
+            lambda i: self._edit(class_index=i) if i >= 0 else None)
+        self.colormap.currentTextChanged.connect(lambda name: self._edit(colormap=name))
+        self.opacity.valueChanged.connect(lambda v: self._edit(opacity=v / 100))
+        self.threshold.valueChanged.connect(lambda v: self._edit(threshold=float(v)))
+        self.scale.currentIndexChanged.connect(lambda: self._edit(shared_scale=bool(self.scale.currentData())))
+        self.reference.activated.connect(self._reference_chosen)
+        self.reference_n.valueChanged.connect(lambda n: self._edit(reference_n=n))
+        self.variant.currentTextChanged.connect(lambda name: self._edit(unicam_variant=name))
+        session.settingsChanged.connect(lambda _names: self.sync())
+        session.engineReady.connect(self._engine_ready)
+        session.modelChanged.connect(lambda _role: self._fill_classes())
+        self._syncing = False
+        self.sync()
+
+    def _engine_ready(self, status) -> None:
+        from kdx_engine.cams import CAM_METHODS
+
+        self._syncing = True
+        self.method.clear()
+        for name in CAM_METHODS:
+            self.method.addItem(name, name)
+        self.method.setEnabled(True)
+        self._syncing = False
+        for widget in (self.reference, self.reference_n, self.variant):
+            widget.setEnabled(status.has("unicam"))
+            if not status.has("unicam"):
+                widget.setToolTip(status.why_missing("unicam"))
+        self.sync()
+
+    def _fill_classes(self) -> None:
+        self._syncing = True
+        self.target_class.clear()
+        self.target_class.addItems(list(self.session.class_names()))
+        self._syncing = False
+        self.sync()
+
+    def _edit(self, **changes) -> None:
+        if not self._syncing:
+            self.session.update_settings(**changes)
+
+    def _reference_chosen(self, index: int) -> None:
+        data = self.reference.itemData(index)
+        if data == "__choose__":
+            folder = QFileDialog.getExistingDirectory(self, "UniCAM reference folder (class_name/image)",
+                                                      self.settings.last_folder("datasets"))
+            if folder:
+                self.settings.remember_folder("datasets", folder)
+                self.set_reference_folder(folder)
+            else:
+                self.sync()
+        else:
+            self._edit(reference_folder=data)
+
+    def set_reference_folder(self, folder: str | None) -> None:
+        self.session.update_settings(reference_folder=folder)
+
+    def sync(self) -> None:
+        """Show ``session.settings`` without echoing the changes back."""
+        s = self.session.settings
+        self._syncing = True
+        _select_data(self.method, s.method)
+        _select_data(self.rule, s.target_rule)
+        self.target_class.setEnabled(s.target_rule == "class")
+        if 0 <= s.class_index < self.target_class.count():
+            self.target_class.setCurrentIndex(s.class_index)
+        self.colormap.setCurrentText(s.colormap)
+        self.opacity.setValue(round(s.opacity * 100))
+        self.opacity_label.setText(f"{s.opacity:.2f}")
+        self.threshold.setValue(round(s.threshold))
+        self.threshold_label.setText(f"{s.threshold:.0f}th pct" if s.threshold else "off")
+        _select_data(self.scale, s.shared_scale)
+        if s.reference_folder:
+            index = self.reference.findData(s.reference_folder)
+            if index < 0:
+                self.reference.insertItem(1, s.reference_folder, s.reference_folder)
+                index = 1
+            self.reference.setCurrentIndex(index)
+        else:
+            self.reference.setCurrentIndex(0)
+        self.reference_n.setValue(s.reference_n)
+        self.variant.setCurrentText(s.unicam_variant)
+        self._syncing = False
+
+
+def _select_data(box: QComboBox, value) -> None:
+    index = box.findData(value)
+    if index >= 0:
+        box.setCurrentIndex(index)
+    elif box.count() == 0 and value is not None:
+        box.addItem(str(value), value)

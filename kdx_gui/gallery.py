@@ -1,0 +1,366 @@
+"""The gallery: thumbnails of the analysed images with each model's prediction and a T–S agreement
+badge; filters, sort by T–S map correlation, keyboard navigation; drop files or folders, or paste.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QModelIndex, QSize, QSortFilterProxyModel, Qt
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QGuiApplication,
+    QIcon,
+    QImage,
+    QKeySequence,
+    QPainter,
+    QPixmap,
+    QShortcut,
+    QStandardItem,
+    QStandardItemModel,
+)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .jobs import JobRunner
+from .model_slot import local_files
+from .session import ROLE_LETTERS, ROLES, GalleryImage, Session, label_hints_for
+from .settings import AppSettings
+
+THUMBNAIL = 96
+ID_ROLE = Qt.ItemDataRole.UserRole + 1
+ORDER_ROLE = Qt.ItemDataRole.UserRole + 2
+AGREE_ROLE = Qt.ItemDataRole.UserRole + 3
+WRONG_ROLE = Qt.ItemDataRole.UserRole + 4
+CORRELATION_ROLE = Qt.ItemDataRole.UserRole + 5
+FILTERS = {"all": "All images", "disagree": "T–S disagree", "misclassified": "Misclassified"}
+SORTS = {"order": "File order", "correlation-up": "T–S map correlation ↑", "correlation-down": "T–S map correlation ↓"}
+
+
+def make_thumbnail(rgb: np.ndarray, size: int = THUMBNAIL) -> QImage:
+    """A QImage thumbnail of an H×W×3 uint8 array (safe on a worker thread)."""
+    rgb = np.ascontiguousarray(rgb)
+    height, width = rgb.shape[:2]
+    image = QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888)
+    return image.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
+                        Qt.TransformationMode.SmoothTransformation).copy()
+
+
+def gallery_items(images, from_files: bool = True) -> list[GalleryImage]:
+    """GalleryImage records (with thumbnails) for the engine's LoadedImages; runs in the loading job.
+    Pasted images (``from_files=False``) have no file and no label hints."""
+    items = []
+    for image in images:
+        path = Path(image.path)
+        source = str(path) if from_files else None
+        items.append(GalleryImage(image, path.name, source, make_thumbnail(image.rgb),
+                                  label_hints_for(path) if from_files else ()))
+    return items
+
+
+class GalleryFilter(QSortFilterProxyModel):
+    """Filters by T–S agreement or misclassification; sorts by file order or T–S map correlation."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.mode = "all"
+        self.sort_key = "order"
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        self.invalidateFilter()
+
+    def set_sort(self, key: str) -> None:
+        self.sort_key = key
+        self.invalidate()
+        self.sort(0, Qt.SortOrder.AscendingOrder)
+
+    def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:
+        index = self.sourceModel().index(row, 0, parent)
+        if self.mode == "disagree":
+            return index.data(AGREE_ROLE) is False
+        if self.mode == "misclassified":
+            return index.data(WRONG_ROLE) is True
+        return True
+
+    def lessThan(self, left: QModelIndex, right: QModelIndex) -> bool:
+        return self._key(left) < self._key(right)
+
+    def _key(self, index: QModelIndex) -> tuple:
+        """Ascending key; images without a correlation go last in either direction."""
+        order = index.data(ORDER_ROLE)
+        if self.sort_key == "order":
+            return (0, 0.0, order)
+        value = index.data(CORRELATION_ROLE)
+        if value is None or math.isnan(value):
+            return (1, 0.0, order)
+        return (0, value if self.sort_key == "correlation-up" else -value, order)
+
+
+class GalleryView(QWidget):
+    """Thumbnails of the session's images; selecting one makes it the current image."""
+
+    def __init__(self, session: Session, jobs: JobRunner, settings: AppSettings, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session, self.jobs, self.settings = session, jobs, settings
+        self.setAcceptDrops(True)
+        self._pasted = 0
+
+        self.model = QStandardItemModel(self)
+        self.proxy = GalleryFilter(self)
+        self.proxy.setSourceModel(self.model)
+        self.list = QListView()
+        self.list.setModel(self.proxy)
+        self.list.setViewMode(QListView.ViewMode.IconMode)
+        self.list.setMovement(QListView.Movement.Static)
+        self.list.setResizeMode(QListView.ResizeMode.Adjust)
+        self.list.setIconSize(QSize(THUMBNAIL, THUMBNAIL))
+        self.list.setGridSize(QSize(THUMBNAIL + 40, THUMBNAIL + 62))
+        self.list.setWordWrap(True)
+        self.list.setUniformItemSizes(True)
+        self.list.setSelectionMode(QListView.SelectionMode.SingleSelection)
+        self.list.setAcceptDrops(False)
+        self.list.selectionModel().currentChanged.connect(self._current_index_changed)
+
+        self.filter_box = QComboBox()
+        for key, text in FILTERS.items():
+            self.filter_box.addItem(text, key)
+        self.filter_box.currentIndexChanged.connect(lambda: self.set_filter(self.filter_box.currentData()))
+        self.sort_box = QComboBox()
+        for key, text in SORTS.items():
+            self.sort_box.addItem(text, key)
+        self.sort_box.currentIndexChanged.connect(lambda: self.set_sort(self.sort_box.currentData()))
+        self.add_button = QPushButton("Add images…")
+        self.add_button.clicked.connect(self.open_dialog)
+        self.count_label = QLabel()
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #b00020;")
+        self.message.setVisible(False)
+
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Show"))
+        controls.addWidget(self.filter_box)
+        controls.addWidget(QLabel("Sort"))
+        controls.addWidget(self.sort_box)
+        controls.addStretch(1)
+        controls.addWidget(self.count_label)
+        controls.addWidget(self.add_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(controls)
+        layout.addWidget(self.list, 1)
+        layout.addWidget(self.message)
+
+        paste = QShortcut(QKeySequence.StandardKey.Paste, self)
+        paste.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        paste.activated.connect(self.paste)
+
+        session.imagesChanged.connect(self.rebuild)
+        session.predictionsChanged.connect(self.refresh_predictions)
+        session.modelChanged.connect(lambda _role: self.refresh_predictions())
+        session.currentChanged.connect(self._select_current)
+        self.rebuild()
+
+    # --- adding images -------------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add images", self.settings.last_folder("images"),
+                                                "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp *.gif);;All files (*)")
+        if paths:
+            self.add_paths(paths)
+
+    def open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of images", self.settings.last_folder("images"))
+        if folder:
+            self.add_paths([folder])
+
+    def add_paths(self, paths: list[str]) -> None:
+        """Load images and folders (recursively) in a job; bad files are listed below the gallery."""
+        paths = [str(p) for p in paths]
+        if paths:
+            self.settings.remember_folder("images", paths[0])
+
+        def work(progress):
+            from . import analysis
+
+            images, errors = analysis.load_gallery_images(paths, progress)
+            return gallery_items(images), [str(e) for e in errors]
+
+        self.jobs.submit(f"loading {len(paths)} path(s)", work, on_success=self._images_loaded,
+                         on_failure=self.show_message)
+
+    def paste(self) -> bool:
+        """Add the clipboard's image (or the files it names); False when it holds neither."""
+        mime = QGuiApplication.clipboard().mimeData()
+        if mime is not None and mime.hasImage():
+            image = QImage(mime.imageData())
+            if not image.isNull():
+                self._pasted += 1
+                self._add_encoded(png_bytes(image), f"pasted-{self._pasted}.png")
+                return True
+        if mime is not None and mime.hasUrls():
+            files = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
+            if files:
+                self.add_paths(files)
+                return True
+        self.show_message("the clipboard holds no image")
+        return False
+
+    def _add_encoded(self, data: bytes, name: str) -> None:
+        def work(progress):
+            from kdx_engine.data import image_from_bytes
+
+            return gallery_items([image_from_bytes(data, name)], from_files=False), []
+
+        self.jobs.submit(f"pasting {name}", work, on_success=self._images_loaded, on_failure=self.show_message)
+
+    def _images_loaded(self, result) -> None:
+        items, errors = result
+        if errors:
+            shown = "; ".join(errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
+            self.show_message(f"{len(errors)} file(s) skipped: {shown}", "\n".join(errors))
+        else:
+            self.message.setVisible(False)
+        self.session.add_images(items)
+
+    def show_message(self, text: str, details: str = "") -> None:
+        self.message.setText(text)
+        self.message.setToolTip(details or text)
+        self.message.setVisible(True)
+
+    def dragEnterEvent(self, event) -> None:
+        if local_files(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:
+        files = local_files(event)
+        if not files:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.add_paths(files)
+
+    # --- view ----------------------------------------------------------------------------------
+    def rebuild(self) -> None:
+        self.model.clear()
+        for order, item in enumerate(self.session.images):
+            entry = QStandardItem(item.name)
+            entry.setEditable(False)
+            entry.setData(item.id, ID_ROLE)
+            entry.setData(order, ORDER_ROLE)
+            entry.setToolTip(item.source or item.name)
+            self.model.appendRow(entry)
+        self.refresh_predictions()
+        self._select_current(self.session.current)
+
+    def refresh_predictions(self) -> None:
+        names = self.session.class_names()
+        for row, item in enumerate(self.session.images):
+            entry = self.model.item(row)
+            if entry is None:
+                continue
+            prediction = self.session.predictions.get(item.id)
+            label = self.session.label_of(item)
+            agree, wrong, lines = None, None, [item.name]
+            if prediction is not None:
+                parts = []
+                for role in ROLES:
+                    if role in prediction.classes:
+                        k = prediction.classes[role]
+                        mark = "" if label is None else (" ✓" if k == label else " ✗")
+                        parts.append(f"{ROLE_LETTERS[role]} {names[k] if k < len(names) else k}{mark}")
+                lines += [" · ".join(parts[:2])] + ([parts[2]] if len(parts) > 2 else [])
+                if "teacher" in prediction.classes and "student" in prediction.classes:
+                    agree = prediction.classes["teacher"] == prediction.classes["student"]
+                if label is not None and prediction.classes:
+                    wrong = any(k != label for k in prediction.classes.values())
+                entry.setData(prediction.correlation, CORRELATION_ROLE)
+                if not math.isnan(prediction.correlation):
+                    lines[0] += f"  r={prediction.correlation:.2f}"
+            else:
+                entry.setData(math.nan, CORRELATION_ROLE)
+            entry.setData(agree, AGREE_ROLE)
+            entry.setData(wrong, WRONG_ROLE)
+            entry.setText("\n".join(lines))
+            entry.setIcon(QIcon(badged_pixmap(item.thumbnail, agree, wrong)))
+        self.proxy.invalidate()
+        self._update_count()
+
+    def set_filter(self, mode: str) -> None:
+        self.proxy.set_mode(mode)
+        self._update_count()
+        self._select_current(self.session.current)
+
+    def set_sort(self, key: str) -> None:
+        self.proxy.set_sort(key)
+        self._select_current(self.session.current)
+
+    def visible_ids(self) -> list[int]:
+        """Image ids in the order the gallery shows them (after filter and sort)."""
+        return [self.proxy.index(row, 0).data(ID_ROLE) for row in range(self.proxy.rowCount())]
+
+    def _update_count(self) -> None:
+        total, shown = self.model.rowCount(), self.proxy.rowCount()
+        self.count_label.setText(f"{shown} of {total} images" if shown != total else f"{total} images")
+
+    def _current_index_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if not current.isValid():
+            return
+        row = self.proxy.mapToSource(current).row()
+        self.session.set_current(row)
+
+    def _select_current(self, row: int) -> None:
+        source = self.model.index(row, 0) if row >= 0 else QModelIndex()
+        index = self.proxy.mapFromSource(source) if source.isValid() else QModelIndex()
+        if index.isValid() and self.list.currentIndex() != index:
+            self.list.setCurrentIndex(index)
+            self.list.scrollTo(index)
+
+
+def png_bytes(image: QImage) -> bytes:
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    image.save(buffer, "PNG")
+    buffer.close()
+    return bytes(data)
+
+
+BADGES = {True: ("#2e7d32", "="), False: ("#c62828", "≠"), None: ("#9e9e9e", "?")}
+
+
+def badged_pixmap(thumbnail: QImage, agree: bool | None, wrong: bool | None) -> QPixmap:
+    """The thumbnail centred on a square canvas with the T–S agreement badge (= / ≠) in its corner and
+    a red frame when a model misclassifies it."""
+    pixmap = QPixmap(THUMBNAIL, THUMBNAIL)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.drawImage((THUMBNAIL - thumbnail.width()) // 2, (THUMBNAIL - thumbnail.height()) // 2, thumbnail)
+    if wrong:
+        painter.setPen(QColor("#c62828"))
+        painter.drawRect(1, 1, THUMBNAIL - 3, THUMBNAIL - 3)
+    colour, text = BADGES[agree]
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QColor(colour))
+    painter.drawEllipse(THUMBNAIL - 26, 2, 24, 24)
+    painter.setPen(QColor("white"))
+    font = QFont()
+    font.setBold(True)
+    font.setPixelSize(16)
+    painter.setFont(font)
+    painter.drawText(THUMBNAIL - 26, 2, 24, 24, Qt.AlignmentFlag.AlignCenter, text)
+    painter.end()
+    return pixmap

@@ -1,0 +1,254 @@
+"""Model work off the GUI thread: a serial queue of jobs that report progress, results and errors as
+signals, and the status-bar widget that shows the running job with a Cancel button.
+
+Jobs run one at a time on one worker thread: backends attach hooks to their modules for each forward
+pass, so two passes on one model must never overlap. A job is ``fn(progress) -> result`` where
+``progress`` is the engine's :class:`kdx_engine.jobs.Progress`; after ``cancel()`` the engine raises
+``Cancelled`` at its next step, and a job still waiting in the queue never starts.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton, QWidget
+
+from kdx_engine.jobs import Cancelled, Progress
+
+PROGRESS_INTERVAL_S = 0.05  # at most 20 progress signals a second reach the event loop
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class Job(QObject):
+    """One unit of model work; its signals arrive on the GUI thread."""
+
+    started = Signal()
+    progressed = Signal(float, str)
+    succeeded = Signal(object)
+    failed = Signal(str, str)  # one-line message, traceback
+    cancelled = Signal()
+    finished = Signal()  # after succeeded, failed or cancelled
+
+    def __init__(self, title: str, fn: Callable[[Progress], Any], cancellable: bool = True, key: str | None = None):
+        super().__init__()
+        self.title = title
+        self.key = key
+        self.cancellable = cancellable
+        self.state = "queued"
+        self.fraction = 0.0
+        self.message = ""
+        self.error: str | None = None
+        self._fn = fn
+        self._last_report = 0.0
+        self.progress = Progress(self._report)
+        self.started.connect(lambda: self._set_state("running"))
+        self.progressed.connect(self._remember_progress)
+        self.succeeded.connect(lambda _result: self._set_state("done"))
+        self.failed.connect(self._remember_failure)
+        self.cancelled.connect(lambda: self._set_state("cancelled"))
+
+    def cancel(self) -> None:
+        self.progress.cancel()
+
+    @property
+    def is_cancel_requested(self) -> bool:
+        return self.progress.cancelled
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+
+    def _remember_progress(self, fraction: float, message: str) -> None:
+        self.fraction, self.message = fraction, message
+
+    def _remember_failure(self, message: str, _details: str) -> None:
+        self.error = message
+        self.state = "failed"
+
+    def _report(self, fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_report >= PROGRESS_INTERVAL_S or fraction >= 1.0:
+            self._last_report = now
+            self.progressed.emit(fraction, message)
+
+    def run(self) -> None:
+        """Called on the worker thread."""
+        if self.progress.cancelled:
+            self.cancelled.emit()
+            self.finished.emit()
+            return
+        self.started.emit()
+        try:
+            result = self._fn(self.progress)
+        except Cancelled:
+            self.cancelled.emit()
+        except Exception as exc:  # any failure of model work becomes a message, never a dead window
+            details = traceback.format_exc()
+            print(details, file=sys.stderr)
+            self.failed.emit(first_line(exc), details)
+        else:
+            if self.progress.cancelled:
+                self.cancelled.emit()  # the result came too late to be wanted
+            else:
+                self.succeeded.emit(result)
+        self.finished.emit()
+
+
+class _Runnable(QRunnable):
+    def __init__(self, job: Job):
+        super().__init__()
+        self.job = job
+
+    def run(self) -> None:
+        self.job.run()
+
+
+class JobRunner(QObject):
+    """The queue: ``submit`` a job; a new job with the same ``key`` supersedes (cancels) the older one."""
+
+    jobQueued = Signal(object)
+    jobStarted = Signal(object)
+    jobProgressed = Signal(object)
+    jobEnded = Signal(object)
+    jobFailed = Signal(object)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._jobs: list[Job] = []
+
+    @property
+    def jobs(self) -> list[Job]:
+        """Jobs queued or running, oldest first."""
+        return list(self._jobs)
+
+    @property
+    def current(self) -> Job | None:
+        running = [job for job in self._jobs if job.state == "running"]
+        return running[0] if running else None
+
+    def submit(
+        self,
+        title: str,
+        fn: Callable[[Progress], Any],
+        *,
+        on_success: Callable[[Any], None] | None = None,
+        on_failure: Callable[[str], None] | None = None,
+        on_cancel: Callable[[], None] | None = None,
+        cancellable: bool = True,
+        key: str | None = None,
+    ) -> Job:
+        if key is not None:
+            for older in self._jobs:
+                if older.key == key:
+                    older.cancel()
+        job = Job(title, fn, cancellable=cancellable, key=key)
+        if on_success is not None:
+            job.succeeded.connect(on_success)
+        if on_failure is not None:
+            job.failed.connect(lambda message, _details: on_failure(message))
+        if on_cancel is not None:
+            job.cancelled.connect(on_cancel)
+        job.started.connect(lambda: self.jobStarted.emit(job))
+        job.progressed.connect(lambda *_: self.jobProgressed.emit(job))
+        job.failed.connect(lambda *_: self.jobFailed.emit(job))
+        job.finished.connect(lambda: self._forget(job))
+        self._jobs.append(job)
+        self.jobQueued.emit(job)
+        self._pool.start(_Runnable(job))
+        return job
+
+    def _forget(self, job: Job) -> None:
+        if job in self._jobs:
+            self._jobs.remove(job)
+        self.jobEnded.emit(job)
+
+    def cancel_all(self) -> None:
+        for job in self._jobs:
+            if job.cancellable:
+                job.cancel()
+
+    def cancel_current(self) -> None:
+        job = self.current
+        if job is not None and job.cancellable:
+            job.cancel()
+
+    def is_idle(self) -> bool:
+        return not self._jobs
+
+    def shutdown(self, timeout_ms: int = 3000) -> bool:
+        """Cancel everything and wait for the worker thread to finish (before the app quits)."""
+        self.cancel_all()
+        return self._pool.waitForDone(timeout_ms)
+
+
+class JobStatusWidget(QWidget):
+    """Status-bar view of the queue: the running job's title, message and progress, Cancel, last error."""
+
+    def __init__(self, runner: JobRunner, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.runner = runner
+        self.label = QLabel()
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setFixedWidth(160)
+        self.progress_bar.setTextVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Cancel the running job (Esc)")
+        self.cancel_button.clicked.connect(runner.cancel_current)
+        self.error_label = QLabel()
+        self.error_label.setStyleSheet("color: #b00020;")
+        self.error_label.setWordWrap(False)
+        self.dismiss_button = QToolButton()
+        self.dismiss_button.setText("×")
+        self.dismiss_button.setToolTip("Dismiss the error")
+        self.dismiss_button.clicked.connect(self.clear_error)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        for widget in (self.error_label, self.dismiss_button, self.label, self.progress_bar, self.cancel_button):
+            layout.addWidget(widget)
+        runner.jobQueued.connect(self.refresh)
+        runner.jobStarted.connect(self.refresh)
+        runner.jobProgressed.connect(self.refresh)
+        runner.jobEnded.connect(self.refresh)
+        runner.jobFailed.connect(self.show_failure)
+        self.clear_error()
+        self.refresh()
+
+    def refresh(self, *_args) -> None:
+        job = self.runner.current
+        pending = [j for j in self.runner.jobs if j.state == "queued" and not j.is_cancel_requested]
+        busy = job is not None or bool(pending)
+        for widget in (self.label, self.progress_bar):
+            widget.setVisible(busy)
+        if job is None:
+            self.cancel_button.setVisible(False)
+            self.label.setText(f"{len(pending)} job(s) waiting" if pending else "")
+            return
+        text = job.title + (f": {job.message}" if job.message else "")
+        if job.is_cancel_requested:
+            text += " (cancelling…)"
+        if pending:
+            text += f"  (+{len(pending)} waiting)"
+        self.label.setText(text)
+        self.progress_bar.setValue(int(round(job.fraction * 1000)))
+        self.cancel_button.setVisible(job.cancellable)
+        self.cancel_button.setEnabled(not job.is_cancel_requested)
+
+    def show_failure(self, job: Job) -> None:
+        self.error_label.setText(f"⚠ {job.title} failed: {job.error}")
+        self.error_label.setToolTip(job.error or "")
+        self.error_label.setVisible(True)
+        self.dismiss_button.setVisible(True)
+
+    def clear_error(self) -> None:
+        self.error_label.clear()
+        self.error_label.setVisible(False)
+        self.dismiss_button.setVisible(False)

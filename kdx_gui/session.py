@@ -1,0 +1,267 @@
+"""What the window shows, as one state object that views subscribe to (napari's model/view split).
+
+The session holds the loaded models, the gallery's images, the current image, the view settings and
+the latest results computed by the engine; every change is announced by a signal, and views redraw
+from the session rather than talking to each other. Nothing here imports torch: records hold numpy
+arrays and engine objects passed in from worker jobs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+ROLES = ("teacher", "student", "base")
+ROLE_TITLES = {"teacher": "Teacher", "student": "Student", "base": "Base"}
+ROLE_LETTERS = {"teacher": "T", "student": "S", "base": "B"}
+ROLE_COLOURS = {"teacher": "#1f77b4", "student": "#d62728", "base": "#2ca02c"}
+PANEL_KEYS = ("input", "teacher", "student", "base", "distilled", "residual", "difference")
+UNICAM_VARIANTS = ("label-guided", "label-free")
+ANALYSIS_SETTINGS = frozenset({"method", "target_rule", "class_index", "unicam_variant", "reference_folder",
+                               "reference_n"})
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model in a slot: the engine backend, its probed layers, the chosen target layer and stages."""
+
+    backend: Any
+    layers: tuple = ()
+    target_layer: str | None = None
+    stages: tuple[str, ...] = ()
+    trusted: bool = False
+    note: str | None = None
+
+    @property
+    def info(self):
+        return self.backend.info
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.backend.info.preprocessing.class_names)
+
+    def with_target_layer(self, name: str) -> "LoadedModel":
+        return dataclasses.replace(self, target_layer=name)
+
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, eq=False)
+class GalleryImage:
+    """One image of the gallery: the engine's LoadedImage, its thumbnail and hints for its true label."""
+
+    image: Any
+    name: str
+    source: str | None
+    thumbnail: QImage
+    label_hints: tuple[str, ...] = ()
+    id: int = field(default_factory=lambda: next(_ids))
+
+
+def label_hints_for(path: Path | None) -> tuple[str, ...]:
+    """Names that may be the image's class: its folder (``circle/img3.png``) and its file-name prefix
+    (``circle_003.png``)."""
+    if path is None:
+        return ()
+    hints = [path.parent.name] if path.parent.name else []
+    prefix = re.split(r"[_\-\s\d.]", path.stem, maxsplit=1)[0]
+    if prefix:
+        hints.append(prefix)
+    return tuple(hints)
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    """Per image: each model's predicted class and confidence, and the T–S map correlation."""
+
+    classes: dict[str, int]
+    confidence: dict[str, float]
+    correlation: float = math.nan
+    correlation_note: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class PanelResult:
+    """One panel of the comparison canvas: values on the display frame, or why there are none."""
+
+    key: str
+    title: str
+    subtitle: str = ""
+    values: np.ndarray | None = None
+    message: str | None = None
+    kind: str = "map"  # "image" (RGB), "map" (≥ 0), "difference" (signed)
+    group: str = "cam"  # panels in one group share a scale when the scale is shared
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    """Everything computed for the current image: panels, predictions and the T–S map comparison."""
+
+    image_id: int
+    panels: dict[str, PanelResult]
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ()
+    kl_teacher_student: float | None = None
+    map_comparison: dict[str, Any] = field(default_factory=dict)
+    label: int | None = None
+
+
+@dataclass
+class ViewSettings:
+    """The canvas controls; names in ``ANALYSIS_SETTINGS`` need a new engine run, the rest only a redraw."""
+
+    method: str = "gradcam"
+    target_rule: str = "predicted"
+    class_index: int = 0
+    colormap: str = "jet"
+    opacity: float = 0.5
+    threshold: float = 0.0
+    shared_scale: bool = False
+    unicam_variant: str = "label-guided"
+    reference_folder: str | None = None
+    reference_n: int = 16
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ViewSettings":
+        if not isinstance(data, dict):
+            raise ValueError("view settings must be a JSON object")
+        defaults = cls()
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            value, default = data[f.name], getattr(defaults, f.name)
+            if default is not None and value is not None and not isinstance(value, type(default)) \
+                    and not (isinstance(default, float) and isinstance(value, int)):
+                raise ValueError(f"view setting {f.name!r} has the wrong type ({type(value).__name__})")
+            values[f.name] = float(value) if isinstance(default, float) else value
+        return cls(**values)
+
+
+class Session(QObject):
+    """The window's state; change it through the methods so that every view hears about it."""
+
+    engineReady = Signal(object)
+    modelChanged = Signal(str)
+    imagesChanged = Signal()
+    currentChanged = Signal(int)
+    settingsChanged = Signal(list)
+    predictionsChanged = Signal()
+    comparisonChanged = Signal()
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.engine = None
+        self.models: dict[str, LoadedModel | None] = {role: None for role in ROLES}
+        self.images: list[GalleryImage] = []
+        self.current = -1
+        self.settings = ViewSettings()
+        self.predictions: dict[int, ImagePrediction] = {}
+        self.comparison: Comparison | None = None
+        self.analysing = False
+
+    # --- engine --------------------------------------------------------------------------------
+    def set_engine(self, status) -> None:
+        self.engine = status
+        self.engineReady.emit(status)
+
+    @property
+    def engine_ready(self) -> bool:
+        return self.engine is not None
+
+    # --- models --------------------------------------------------------------------------------
+    def set_model(self, role: str, model: LoadedModel | None) -> None:
+        self.models[role] = model
+        self.predictions = {}
+        self.modelChanged.emit(role)
+
+    def set_target_layer(self, role: str, layer: str) -> None:
+        model = self.models[role]
+        if model is None or model.target_layer == layer:
+            return
+        self.models[role] = model.with_target_layer(layer)
+        self.modelChanged.emit(role)
+
+    def loaded_models(self) -> dict[str, LoadedModel]:
+        return {role: model for role, model in self.models.items() if model is not None}
+
+    def class_names(self) -> tuple[str, ...]:
+        """Class names of the first loaded model in role order (Teacher first)."""
+        for role in ROLES:
+            if self.models[role] is not None:
+                return self.models[role].class_names
+        return ()
+
+    # --- images --------------------------------------------------------------------------------
+    def add_images(self, items: list[GalleryImage]) -> None:
+        if not items:
+            return
+        first_new = len(self.images)
+        self.images.extend(items)
+        self.imagesChanged.emit()
+        if self.current < 0:
+            self.set_current(first_new)
+
+    def clear_images(self) -> None:
+        self.images = []
+        self.predictions = {}
+        self.comparison = None
+        self.current = -1
+        self.imagesChanged.emit()
+        self.currentChanged.emit(-1)
+        self.comparisonChanged.emit()
+
+    def set_current(self, index: int) -> None:
+        if not -1 <= index < len(self.images) or index == self.current:
+            return
+        self.current = index
+        self.currentChanged.emit(index)
+
+    @property
+    def current_image(self) -> GalleryImage | None:
+        return self.images[self.current] if 0 <= self.current < len(self.images) else None
+
+    def label_of(self, item: GalleryImage) -> int | None:
+        """The image's true class index, matched from its folder or file name to the class names."""
+        names = self.class_names()
+        if not names or not item.label_hints:
+            return None
+        from kdx_engine.data import class_name_key  # images exist only once the engine is imported
+
+        exact = {name: i for i, name in enumerate(names)}
+        loose = {class_name_key(name): i for i, name in reversed(list(enumerate(names)))}
+        for hint in item.label_hints:
+            if hint in exact:
+                return exact[hint]
+            if class_name_key(hint) in loose:
+                return loose[class_name_key(hint)]
+        return None
+
+    # --- settings and results ------------------------------------------------------------------
+    def update_settings(self, **changes) -> None:
+        changed = [name for name, value in changes.items() if getattr(self.settings, name) != value]
+        if not changed:
+            return
+        self.settings = dataclasses.replace(self.settings, **changes)
+        self.settingsChanged.emit(changed)
+
+    def set_predictions(self, predictions: dict[int, ImagePrediction]) -> None:
+        self.predictions = predictions
+        self.predictionsChanged.emit()
+
+    def set_comparison(self, comparison: Comparison | None) -> None:
+        self.comparison = comparison
+        self.comparisonChanged.emit()
+
