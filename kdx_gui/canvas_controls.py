@@ -2,6 +2,8 @@
 or per-panel scale, UniCAM reference set and variant. They edit ``session.settings`` and follow it."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
@@ -158,7 +160,8 @@ class CanvasControls(QWidget):
         if s.reference_folder:
             index = self.reference.findData(s.reference_folder)
             if index < 0:
-                self.reference.insertItem(1, s.reference_folder, s.reference_folder)
+                self.reference.insertItem(1, Path(s.reference_folder).name or s.reference_folder, s.reference_folder)
+                self.reference.setItemData(1, s.reference_folder, Qt.ItemDataRole.ToolTipRole)
                 index = 1
             self.reference.setCurrentIndex(index)
         else:
