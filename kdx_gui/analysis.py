@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from kdx_engine.cams import cam_method, compare_maps, pearson, resolve_targets
 from kdx_engine.data import display_image, load_images, collect_image_paths, to_batch, transform_mask
-from kdx_engine.models import check_same_classes, default_target_layer, load_model, probe_layers, stage_layers
+from kdx_engine.models import default_target_layer, load_model, probe_layers, stage_layers
 
 from .engine import EngineStatus
 from .session import (
@@ -35,12 +35,10 @@ BATCH = 32
 CACHE_SIZE = 8
 
 
-def load_slot_model(path: str, trust_pickle: bool, others: dict[str, LoadedModel], progress) -> LoadedModel:
-    """Load a model file, check it agrees with the ``others`` on the classes, and probe its layers."""
+def load_slot_model(path: str, trust_pickle: bool, progress) -> LoadedModel:
+    """Load a model file and probe its layers for the slot's picker."""
     progress.update(0.05, f"reading {Path(path).name}")
     backend = load_model(path, trust_pickle=trust_pickle)
-    if others:
-        check_same_classes(*(m.backend for m in others.values()), backend)
     progress.update(0.6, "probing layers")
     layers = probe_layers(backend)
     try:
@@ -319,3 +317,60 @@ def run_dataset_metrics(models: dict[str, LoadedModel], folder: str, resamples: 
     stages = {role: list(model.stages) for role, model in models.items() if model.stages}
     return dataset_metrics(teacher.backend, student.backend, dataset, base=base.backend if base else None,
                            resamples=resamples, progress=progress, stages=stages)
+
+
+def read_attention(sources: dict[str, str], engine: EngineStatus, progress) -> dict[str, "AttentionRecord"]:
+    """VAM attention and KDExplainer routing of each checkpoint (name → path), read from its weights."""
+    from kdx_engine.models import read_sidecar
+
+    from .session import AttentionRecord
+
+    records = {}
+    for index, (name, path) in enumerate(sources.items()):
+        progress.update(index / max(len(sources), 1), f"reading {Path(path).name}")
+        try:
+            state = _checkpoint_state(path, engine)
+        except Exception as exc:  # any unreadable file becomes a reason shown in the view
+            reason = f"{Path(path).name}: no readable state_dict ({_first_line(exc)})"
+            records[name] = AttentionRecord(name, path, vam_reason=reason, routing_reason=reason)
+            continue
+        try:
+            sidecar = read_sidecar(path)
+        except ValueError:
+            sidecar = None
+        fields: dict = {"class_names": tuple(sidecar.class_names) if sidecar else ()}
+        fields.update(_vam_fields(state, engine))
+        fields.update(_routing_fields(state, engine))
+        records[name] = AttentionRecord(name, path, **fields)
+    progress.update(1.0, "done")
+    return records
+
+
+def _checkpoint_state(path: str, engine: EngineStatus):
+    if not engine.has("vam"):
+        raise ValueError(engine.why_missing("vam"))
+    from kdx_engine.vam import vam_checkpoint_state
+
+    return vam_checkpoint_state(path)
+
+
+def _vam_fields(state, engine: EngineStatus) -> dict:
+    from kdx_engine.vam import layer_attention
+
+    try:
+        return {"vam_layers": tuple(layer_attention(state))}
+    except ValueError as exc:
+        return {"vam_reason": _first_line(exc)}
+
+
+def _routing_fields(state, engine: EngineStatus) -> dict:
+    if not engine.has("hme"):
+        return {"routing_reason": engine.why_missing("hme")}
+    from kdx_engine.hme import class_routing_paths, hard_tree, mean_routing_entropy, routing_matrices
+
+    try:
+        matrices = routing_matrices(state)
+    except ValueError as exc:
+        return {"routing_reason": _first_line(exc)}
+    return {"routing": tuple(matrices), "class_paths": tuple(class_routing_paths(matrices)),
+            "routing_entropy": tuple(mean_routing_entropy(matrices)), "tree": hard_tree(state)}

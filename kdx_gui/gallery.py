@@ -14,10 +14,8 @@ from PySide6.QtGui import (
     QGuiApplication,
     QIcon,
     QImage,
-    QKeySequence,
     QPainter,
     QPixmap,
-    QShortcut,
     QStandardItem,
     QStandardItemModel,
 )
@@ -161,10 +159,6 @@ class GalleryView(QWidget):
         layout.addLayout(controls)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.message)
-
-        paste = QShortcut(QKeySequence.StandardKey.Paste, self)
-        paste.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        paste.activated.connect(self.paste)
 
         session.imagesChanged.connect(self.rebuild)
         session.predictionsChanged.connect(self.refresh_predictions)

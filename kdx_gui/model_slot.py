@@ -136,14 +136,13 @@ class ModelSlot(QFrame):
         path = str(path)
         self.settings.remember_folder("models", path)
         self.set_status(f"loading {Path(path).name}…")
-        others = {r: m for r, m in self.session.loaded_models().items() if r != self.role}
 
         def work(progress):
             from . import analysis
             from kdx_engine.models import UntrustedPickleError
 
             try:
-                return analysis.load_slot_model(path, trust_pickle, others, progress)
+                return analysis.load_slot_model(path, trust_pickle, progress)
             except UntrustedPickleError as exc:
                 return NeedsTrust(str(exc))
 
@@ -158,8 +157,23 @@ class ModelSlot(QFrame):
             else:
                 self._failed(f"{result.message.split(';')[0]}; not loaded (not trusted)")
             return
+        mismatch = self._class_mismatch(result)
+        if mismatch:
+            self._failed(mismatch)
+            return
         self.session.set_model(self.role, result)
         self.loadFinished.emit(True)
+
+    def _class_mismatch(self, model: LoadedModel) -> str | None:
+        """The engine's message when the model disagrees with the other slots on the classes."""
+        from kdx_engine.models import ModelLoadError, check_same_classes  # loaded by the job that just ran
+
+        others = [m.backend for r, m in self.session.loaded_models().items() if r != self.role]
+        try:
+            check_same_classes(*others, model.backend)
+        except ModelLoadError as exc:
+            return str(exc)
+        return None
 
     def _failed(self, message: str) -> None:
         previous = self.session.models[self.role]

@@ -115,6 +115,22 @@ class Comparison:
     label: int | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class AttentionRecord:
+    """VAM attention and KDExplainer routing read from one checkpoint; a reason where it has none."""
+
+    name: str
+    path: str
+    class_names: tuple[str, ...] = ()
+    vam_layers: tuple = ()  # the engine's LayerAttention records, in depth order
+    vam_reason: str | None = None
+    routing: tuple[np.ndarray, ...] = ()  # children × parents per routing, level 1→2 first, heads last
+    class_paths: tuple[np.ndarray, ...] = ()  # K × experts per level
+    routing_entropy: tuple[float, ...] = ()
+    tree: Any = None  # the engine's RoutingTree
+    routing_reason: str | None = None
+
+
 @dataclass
 class ViewSettings:
     """The canvas controls; names in ``ANALYSIS_SETTINGS`` need a new engine run, the rest only a redraw."""
@@ -160,6 +176,9 @@ class Session(QObject):
     settingsChanged = Signal(list)
     predictionsChanged = Signal()
     comparisonChanged = Signal()
+    datasetMetricsChanged = Signal()
+    attentionSourcesChanged = Signal()
+    attentionChanged = Signal()
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -171,6 +190,10 @@ class Session(QObject):
         self.predictions: dict[int, ImagePrediction] = {}
         self.comparison: Comparison | None = None
         self.analysing = False
+        self.dataset_metrics = None
+        self.dataset_folder: str | None = None
+        self.extra_checkpoints: dict[str, str] = {}  # VAM / KDExplainer files shown beside the slots' models
+        self.attention: dict[str, AttentionRecord] = {}
 
     # --- engine --------------------------------------------------------------------------------
     def set_engine(self, status) -> None:
@@ -192,6 +215,7 @@ class Session(QObject):
         if model is None or model.target_layer == layer:
             return
         self.models[role] = model.with_target_layer(layer)
+        self.predictions = {}
         self.modelChanged.emit(role)
 
     def loaded_models(self) -> dict[str, LoadedModel]:
@@ -264,4 +288,25 @@ class Session(QObject):
     def set_comparison(self, comparison: Comparison | None) -> None:
         self.comparison = comparison
         self.comparisonChanged.emit()
+
+    def add_checkpoint(self, path: str, name: str | None = None) -> None:
+        """A checkpoint for the VAM and KDExplainer views only (not a slot model)."""
+        self.extra_checkpoints[name or Path(path).name] = str(path)
+        self.attentionSourcesChanged.emit()
+
+    def attention_sources(self) -> dict[str, str]:
+        """Display name → file of every checkpoint the attention views read: slot models first."""
+        sources = {f"{ROLE_TITLES[role]} ({Path(m.info.path).name})": m.info.path
+                   for role, m in self.loaded_models().items()}
+        sources.update(self.extra_checkpoints)
+        return sources
+
+    def set_attention(self, records: dict[str, AttentionRecord]) -> None:
+        self.attention = records
+        self.attentionChanged.emit()
+
+    def set_dataset_metrics(self, metrics, folder: str | None) -> None:
+        """The engine's DatasetMetrics for ``folder`` (None clears them)."""
+        self.dataset_metrics, self.dataset_folder = metrics, folder
+        self.datasetMetricsChanged.emit()
 

@@ -33,15 +33,15 @@ def _probe(backend: ModelBackend) -> list[LayerInfo]:
     names = [n for n in backend.layer_names() if n != PENULTIMATE]
     order = _execution_order(backend, x, names)
     result = backend.forward(x, order)
-    seen: dict[tuple, str] = {}
-    layers = []
+    keys = {}
     for name in order:
         value = result.activations[name]
-        key = (tuple(value.shape), float(value.double().sum()), float(value.double().square().sum()))
-        if key in seen and _is_descendant(name, seen[key]):
-            continue
-        seen[key] = name
-        shape = tuple(value.shape[1:])
+        keys[name] = (tuple(value.shape), float(value.double().sum()), float(value.double().square().sum()))
+    layers = []
+    for name in order:
+        if any(_is_descendant(name, other) and keys[other] == keys[name] for other in order):
+            continue  # the same tensor as an enclosing layer's output: listed under the outer name
+        shape = tuple(result.activations[name].shape[1:])
         stride = size // shape[1] if len(shape) == 3 and shape[1] > 0 else None
         layers.append(LayerInfo(name, shape, stride))
     return layers

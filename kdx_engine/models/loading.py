@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import importlib.metadata
 import pickle
 import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,6 +30,7 @@ FALLBACK_PRESET = Preprocessing(input_size=224, resize=None, source="imagenet-fa
 FALLBACK_NOTE = "no .kdx.json sidecar and no family preset: ImageNet preset used (resize to {size}, ImageNet mean/std)"
 STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "net", "student", "teacher")
 PREFIXES = ("module.", "model.", "_orig_mod.")
+ONNX_ROUTES = ("onnxruntime", "onnx2torch")
 
 
 class ModelLoadError(ValueError):
@@ -70,10 +73,12 @@ def load_model(
     which: str | None = None,
     trust_pickle: bool = False,
     preprocessing: Preprocessing | None = None,
+    onnx_route: str = "onnxruntime",
 ) -> ModelBackend:
     """Load ``path`` into a backend. ``arch`` overrides architecture recognition; ``which`` picks
     ``"student"`` or ``"teacher"`` from a checkpoint holding both; ``trust_pickle`` allows a full
-    pickled module (it runs code from the file)."""
+    pickled module (it runs code from the file). ``onnx_route``: ``"onnxruntime"`` (onnx-ad gradients)
+    or ``"onnx2torch"`` (converted to PyTorch when logits match, else onnxruntime)."""
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path.name}: no such model file")
@@ -85,7 +90,7 @@ def load_model(
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
     if fmt == "onnx":
-        raise ModelLoadError(f"{path.name}: ONNX models are not supported yet")
+        return _load_onnx(path, preprocessing or sidecar, onnx_route)
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
@@ -109,11 +114,7 @@ def load_model(
     if config.source == "imagenet-fallback":
         notes.append(FALLBACK_NOTE.format(size=config.input_size))
     num_classes = _probe_num_classes(module, config, path)
-    if config.class_names and len(config.class_names) != num_classes:
-        raise ModelLoadError(
-            f"{path.name}: the sidecar names {len(config.class_names)} classes but the model outputs {num_classes}")
-    if not config.class_names:
-        config = config.with_classes(f"class_{k}" for k in range(num_classes))
+    config = _with_class_names(config, num_classes, path)
     info = ModelInfo(
         path=str(path), format=fmt, backend="torchscript" if fmt == "torchscript" else "pytorch",
         architecture=arch_name or (config.architecture if config.source == "sidecar" else None),
@@ -123,6 +124,80 @@ def load_model(
     if fmt == "torchscript":
         return ScriptModuleBackend(module, info)
     return TorchModuleBackend(module, info)
+
+
+def _load_onnx(path: Path, config: Preprocessing | None, route: str) -> ModelBackend:
+    """An ONNX file in onnxruntime (gradients through onnx-ad heads), or converted by onnx2torch when
+    asked for and its logits match onnxruntime's; the route used is in ``info.backend`` and the notes."""
+    from .onnx_backend import OnnxBackend
+    from .onnx_graph import OnnxGraphError, OnnxGraph, read_onnx
+
+    if route not in ONNX_ROUTES:
+        raise ValueError(f"unknown ONNX route {route!r}; use one of {', '.join(ONNX_ROUTES)}")
+    notes: list[str] = []
+    try:
+        graph = OnnxGraph(read_onnx(path))
+    except OnnxGraphError as exc:
+        raise ModelLoadError(f"{path.name}: {exc}") from exc
+    if config is None:
+        config = FALLBACK_PRESET
+        if graph.fixed_size:
+            config = dataclasses.replace(config, input_size=graph.fixed_size)
+            notes.append(f"input size {graph.fixed_size} read from the ONNX graph")
+        notes.append(FALLBACK_NOTE.format(size=config.input_size))
+    if graph.fixed_batch:
+        notes.append(f"exported with a fixed batch of {graph.fixed_batch}: batches run in chunks of that size")
+    if not graph.named_by_module:
+        notes.append("no PyTorch module names in the file: layers are named by their graph tensors")
+    info = ModelInfo(
+        path=str(path), format="onnx", backend="onnxruntime",
+        architecture=config.architecture if config.source == "sidecar" else None, num_classes=0,
+        num_parameters=sum(int(np.prod(t.dims)) for t in graph.model.graph.initializer if t.data_type in (1, 10, 11, 16)),
+        preprocessing=config, sha256=sha256_of(path), notes=(),
+    )
+    try:
+        backend: ModelBackend = OnnxBackend(graph, info)
+    except Exception as exc:  # onnxruntime refuses the graph: an unsupported op or a broken model
+        raise ModelLoadError(f"{path.name}: onnxruntime cannot run this model ({_first_line(exc)})") from exc
+    logits = _probe_onnx_logits(backend, config, path)
+    config = _with_class_names(config, int(logits.shape[1]), path)
+    notes.append(f"route: onnxruntime, gradients through onnx-ad {_version('onnx-ad')} heads")
+    info = dataclasses.replace(info, num_classes=int(logits.shape[1]), preprocessing=config, notes=tuple(notes))
+    backend.info = info
+    if route == "onnx2torch":
+        from .onnx_torch import onnx2torch_backend
+
+        upgraded, reason = onnx2torch_backend(backend)
+        if upgraded is not None:
+            return upgraded
+        backend.info = dataclasses.replace(info, notes=(*info.notes, f"onnx2torch not used: {reason}"))
+    return backend
+
+
+def _probe_onnx_logits(backend, config: Preprocessing, path: Path) -> torch.Tensor:
+    x = torch.zeros(1, 3, config.input_size, config.input_size)
+    try:
+        logits = backend.logits(x)
+    except Exception as exc:  # onnxruntime's errors on a wrong input size or a broken graph
+        raise ModelLoadError(
+            f"{path.name}: model failed on a {config.input_size}×{config.input_size} input ({_first_line(exc)})") from exc
+    if logits.dim() != 2:
+        raise ModelLoadError(f"{path.name}: model output has shape {tuple(logits.shape)}, expected N×classes")
+    return logits
+
+
+def _with_class_names(config: Preprocessing, num_classes: int, path: Path) -> Preprocessing:
+    if config.class_names and len(config.class_names) != num_classes:
+        raise ModelLoadError(
+            f"{path.name}: the sidecar names {len(config.class_names)} classes but the model outputs {num_classes}")
+    return config if config.class_names else config.with_classes(f"class_{k}" for k in range(num_classes))
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
-from onnx import TensorProto, external_data_helper, shape_inference
+from onnx import TensorProto, external_data_helper, helper, shape_inference
 
 FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16)
 CLASSIFIER_OPS = ("Gemm", "MatMul")
@@ -120,6 +120,16 @@ class OnnxGraph:
         if layer in self.producer and self.types.get(layer, TensorType(0, None)).is_float:
             return layer
         raise KeyError(f"ONNX model has no layer {layer!r}")
+
+    def with_outputs(self, names) -> onnx.ModelProto:
+        """A copy of the model that also returns the tensors ``names``."""
+        model = onnx.ModelProto()
+        model.CopyFrom(self.model)
+        existing = {value.name for value in model.graph.output}
+        for name in dict.fromkeys(names):
+            if name not in existing:
+                model.graph.output.append(helper.make_tensor_value_info(name, self.types[name].elem_type, None))
+        return model
 
     def order_key(self, tensor: str) -> int:
         return self.producer.get(tensor, -1)

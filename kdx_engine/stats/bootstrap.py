@@ -73,7 +73,9 @@ def _bootstrap_matrices(
     def resampled_statistic(indices: np.ndarray) -> float:
         indices = torch.as_tensor(indices, device=matrices[0].device)
         resampled = [m[indices[:, None], indices] for m in matrices]
-        return float(statistic(*(u_centre(m) for m in resampled) if centre else resampled))
+        if centre:
+            resampled = [u_centre(m) for m in resampled]
+        return float(statistic(*resampled))
 
     return bootstrap_interval(resampled_statistic, matrices[0].shape[0], resamples, seed, level)
 

@@ -19,12 +19,12 @@ MIN_SAMPLES = 4
 ROUNDING_TOLERANCE = 1e-12
 
 
-def distance_matrix_from_gram(gram: torch.Tensor) -> torch.Tensor:
+def distance_matrix_from_gram(gram) -> torch.Tensor:
     """n×n Euclidean distances sqrt(max(‖F_i‖²+‖F_j‖²−2⟨F_i,F_j⟩, 0) + ε) from a Gram matrix.
 
     The diagonal is exactly sqrt(ε): ε keeps gradients finite where distances are zero.
     """
-    gram = gram.to(torch.float64)
+    gram = torch.as_tensor(gram, dtype=torch.float64)
     squared_norms = torch.diagonal(gram)
     squared = (squared_norms[:, None] + squared_norms[None, :]).sub_(gram, alpha=2).clamp_min_(0)
     squared.diagonal().zero_()
@@ -129,7 +129,7 @@ def _v_distance_matrix(features, normalise_rows: bool) -> torch.Tensor:
     rows = feature_rows(features)
     if normalise_rows:
         rows = rows / rows.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
-    return distance_matrix(rows) - EPSILON**0.5
+    return distance_matrix(rows) - math.sqrt(EPSILON)
 
 
 def v_dcor2(x, y, normalise_rows: bool = False) -> torch.Tensor:

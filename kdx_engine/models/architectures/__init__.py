@@ -5,5 +5,6 @@ from . import (  # noqa: F401  (each module registers its architectures on impor
     cifar_shufflenet,
     cifar_vgg,
     cifar_wrn,
+    demo_nets,
     torchvision_models,
 )

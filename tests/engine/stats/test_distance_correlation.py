@@ -158,6 +158,7 @@ def test_r2_star_is_nan_not_zero_for_constant_features_or_a_single_label():
     x = np.random.default_rng(16).standard_normal((10, 3))
     assert math.isnan(float(r2_star(np.ones((10, 4)), x)))
     assert math.isnan(float(r2_star(x, label_embedding(np.full(10, 2)))))
+    assert math.isnan(float(v_dcor2(np.ones((10, 4)), x)))
 
 
 def test_v_dcor2_is_biased_towards_one_when_d_exceeds_n_while_r2_star_is_near_zero():

@@ -23,7 +23,7 @@ def exact_gram(features):
 @pytest.mark.parametrize("threshold, on_disk", [(2**31, False), (0, True)])
 def test_accumulated_gram_equals_float64_product(threshold, on_disk):
     features = torch.randn(23, 3, 5, 4, generator=torch.Generator().manual_seed(0)) * 50 + 10
-    with GramAccumulator(23, memmap_threshold_bytes=threshold, block_bytes=8 * 60 * 4) as accumulator:
+    with GramAccumulator(23, memmap_threshold_bytes=threshold, block_bytes=8 * 23 * 7) as accumulator:
         for batch in batches_of(features, [5, 1, 8, 9]):
             accumulator.update(batch)
         gram = accumulator.gram()

@@ -1,0 +1,194 @@
+"""Heads of an ONNX classifier: the graph from a layer to the logits (or to later layers), cut with
+``onnx.utils.Extractor``, run in onnxruntime, and differentiated with onnx-ad (PRODUCT.md §3).
+
+A head's inputs are the layer's tensor plus any "side" tensors computed before the layer that the head
+still reads (a skip connection that bypasses the layer, a shape taken from the input); side tensors are
+constants of the VJP, as the part before the gradient layer is in the PyTorch backend.
+onnx-ad's reverse mode needs declared shapes for convolutions and pooling windows, so a head holding
+those is built for the concrete input shapes (one build per shape); a pooling + Gemm head stays dynamic.
+Built heads are cached per (model sha256, kind, layer, outputs, input shape).
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_ad
+import onnxruntime as ort
+from onnx import helper, shape_inference, utils
+
+from .onnx_graph import OnnxGraph
+
+SHAPE_BOUND_OPS = frozenset({"Conv", "ConvTranspose", "AveragePool", "LpPool", "MaxPool", "DepthToSpace",
+                             "SpaceToDepth", "GridSample", "DeformConv"})
+CACHE_SIZE = 32
+
+
+class GradientUnavailable(RuntimeError):
+    """onnx-ad cannot differentiate a head (an operator without a reverse rule, or one it refuses)."""
+
+
+@dataclass(frozen=True)
+class Head:
+    """A built head: its session, input names (layer first, then side tensors), outputs, and for a
+    gradient head the seed inputs (one per output) and the gradient output."""
+
+    session: ort.InferenceSession
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    seeds: tuple[str, ...] = ()
+    gradient: str | None = None
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        wanted = [self.gradient] if self.gradient else list(self.outputs)
+        return self.session.run(wanted, feeds)
+
+
+_CACHE: OrderedDict[tuple, Head] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def clear_head_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def make_session(model: onnx.ModelProto, threads: int | None = None) -> ort.InferenceSession:
+    """A CPU onnxruntime session for an in-memory model."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+class Heads:
+    """Builds (and caches) the heads of one model."""
+
+    def __init__(self, graph: OnnxGraph, sha256: str, threads: int | None = None):
+        self.graph = graph
+        self.sha256 = sha256
+        self.threads = threads
+        self._extractor = utils.Extractor(graph.inferred)
+        self._input_dependent = graph.downstream(graph.input_name)
+        self._nodes_of: dict[tuple, list] = {}
+
+    def side_inputs(self, start: str, outputs: tuple[str, ...]) -> tuple[str, ...]:
+        """Tensors computed from the model input before ``start`` that the head reads."""
+        nodes = self._head_nodes(start, outputs)
+        produced = {name for node in nodes for name in node.output}
+        read = dict.fromkeys(name for node in nodes for name in node.input if name)
+        return tuple(name for name in read if name != start and name not in produced
+                     and name in self._input_dependent and name not in self.graph.initializers)
+
+    def _head_nodes(self, start: str, outputs: tuple[str, ...]):
+        if (start, outputs) not in self._nodes_of:
+            self._nodes_of[(start, outputs)] = self._find_head_nodes(start, outputs)
+        return self._nodes_of[(start, outputs)]
+
+    def _find_head_nodes(self, start: str, outputs: tuple[str, ...]):
+        downstream = self.graph.downstream(start)
+        needed = set(outputs)
+        nodes = []
+        for node in reversed(self.graph.nodes):
+            if any(name in needed for name in node.output) and any(name in downstream for name in node.output):
+                nodes.append(node)
+                needed.update(name for name in node.input if name in downstream)
+        return nodes
+
+    def plain(self, start: str, outputs: tuple[str, ...]) -> Head:
+        """The head as a forward function of its inputs (what Ablation-CAM's replaced logits need)."""
+        key = (self.sha256, "plain", start, outputs, None)
+        return _cached(key, lambda: self._build_plain(start, outputs))
+
+    def _build_plain(self, start, outputs) -> Head:
+        inputs = (start, *self.side_inputs(start, outputs))
+        return Head(make_session(self._extract(inputs, outputs), self.threads), inputs, outputs)
+
+    def gradient(self, start: str, outputs: tuple[str, ...], shapes: dict[str, tuple[int, ...]]) -> Head:
+        """The head's VJP: inputs, then one seed per output (shaped like it, plus a trailing 1), giving
+        the gradient at ``start``. ``shapes`` are the concrete input shapes, used when the head needs them."""
+        inputs = (start, *self.side_inputs(start, outputs))
+        if not {node.op_type for node in self._head_nodes(start, outputs)} & SHAPE_BOUND_OPS:
+            try:
+                return _cached((self.sha256, "vjp", start, outputs, None),
+                               lambda: self._build_gradient(self._extract(inputs, outputs), inputs, outputs))
+            except GradientUnavailable as exc:
+                if "declared" not in str(exc):
+                    raise
+        shape_key = tuple(shapes[name] for name in inputs)
+        return _cached((self.sha256, "vjp", start, outputs, shape_key),
+                       lambda: self._build_gradient(with_input_shapes(self._extract(inputs, outputs), shapes),
+                                                    inputs, outputs))
+
+    def _extract(self, inputs, outputs) -> onnx.ModelProto:
+        return self._extractor.extract_model(list(inputs), list(outputs))
+
+    def _build_gradient(self, head: onnx.ModelProto, inputs, outputs) -> Head:
+        try:
+            derivative = onnx_ad.reverse(head, inputs=[inputs[0]], outputs=list(outputs), layout="onnx")
+        except onnx_ad.UnsupportedOperator as exc:
+            raise GradientUnavailable(str(exc)) from exc
+        seeds = tuple(value.name for value in derivative.graph.input[len(head.graph.input):])
+        gradient = derivative.graph.output[-1].name
+        try:
+            session = make_session(derivative, self.threads)
+        except Exception as exc:  # onnxruntime's own error types: report, never crash
+            raise GradientUnavailable(f"onnxruntime cannot run the gradient graph ({exc})") from exc
+        return Head(session, inputs, outputs, seeds, gradient)
+
+
+def _cached(key: tuple, build) -> Head:
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    head = build()
+    with _CACHE_LOCK:
+        _CACHE[key] = head
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return head
+
+
+def with_input_shapes(head: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
+    """A copy of ``head`` with concrete input shapes, shapes re-inferred, and pooling windows that
+    fit exactly written without ``ceil_mode`` (onnx-ad refuses ceil_mode; the result is the same)."""
+    model = onnx.ModelProto()
+    model.CopyFrom(head)
+    graph = model.graph
+    for value in graph.input:
+        if value.name in shapes:
+            value.type.tensor_type.shape.CopyFrom(helper.make_tensor_type_proto(1, shapes[value.name]).tensor_type.shape)
+    del graph.value_info[:]
+    for value in graph.output:
+        value.type.tensor_type.ClearField("shape")
+    model = shape_inference.infer_shapes(model, data_prop=True)
+    _drop_exact_ceil_mode(model)
+    return model
+
+
+def _drop_exact_ceil_mode(model: onnx.ModelProto) -> None:
+    shapes = {value.name: [d.dim_value for d in value.type.tensor_type.shape.dim]
+              for value in [*model.graph.input, *model.graph.value_info]}
+    for node in model.graph.node:
+        if node.op_type not in ("AveragePool", "MaxPool"):
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        shape = shapes.get(node.input[0])
+        if not attrs.get("ceil_mode") or not shape or not all(shape[2:]):
+            continue
+        kernel = attrs["kernel_shape"]
+        spatial = len(kernel)
+        strides = attrs.get("strides", [1] * spatial)
+        pads = attrs.get("pads", [0] * (2 * spatial))
+        dilations = attrs.get("dilations", [1] * spatial)
+        exact = all((shape[2 + i] + pads[i] + pads[i + spatial] - dilations[i] * (kernel[i] - 1) - 1) % strides[i] == 0
+                    for i in range(spatial))
+        if exact:
+            kept = [a for a in node.attribute if a.name != "ceil_mode"]
+            del node.attribute[:]
+            node.attribute.extend(kept)

@@ -1,0 +1,348 @@
+"""The main window: model slots (left), canvas controls, comparison canvas and gallery (centre), the
+metrics dock (right), jobs in the status bar; menus for every action; settings and project files.
+
+It imports no torch: the engine is imported by the first job (``start_engine``), so the window can
+be shown first.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QSplitter,
+    QDockWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .analysis_scheduler import AnalysisScheduler
+from .attention_views import AttentionReader
+from .canvas_controls import CanvasControls
+from .comparison_canvas import ComparisonCanvas
+from .demo import Demo, find_demo
+from .engine import import_engine
+from .gallery import GalleryView
+from .jobs import JobRunner, JobStatusWidget
+from .metrics_dock import MetricsDock
+from .model_slot import ModelSlot
+from .plots import configure_pyqtgraph
+from .project import PROJECT_SUFFIX, Project, ProjectError, load_project, save_project
+from .session import ROLE_TITLES, ROLES, Session
+from .settings import AppSettings
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif",
+                  ".ppm", ".pgm", ".pbm", ".pnm", ".tga"}
+
+
+def split_paths(paths: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(projects, images and folders, model files) among command-line or dropped paths."""
+    projects, images, models = [], [], []
+    for path in paths:
+        p = Path(path)
+        if p.suffix.lower() == PROJECT_SUFFIX:
+            projects.append(path)
+        elif p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(path)
+        else:
+            models.append(path)
+    return projects, images, models
+
+
+class MainWindow(QMainWindow):
+    engineLoaded = Signal()
+
+    def __init__(self, settings: AppSettings | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        configure_pyqtgraph()
+        self.setWindowTitle("KDX — knowledge distillation explorer")
+        self.settings = settings or AppSettings()
+        self.session = Session(self)
+        self.session.settings.colormap = self.settings.colormap()
+        self.session.settings.opacity = self.settings.opacity()
+        self.jobs = JobRunner(self)
+        self.scheduler = AnalysisScheduler(self.session, self.jobs, self)
+        self.attention_reader = AttentionReader(self.session, self.jobs, self)
+        self.project_path: str | None = None
+        self._pending_current: int | None = None
+        self._pending_layers: dict[str, str] = {}
+        self.demo_message = ""
+        self.last_error = ""
+
+        self.slots = {role: ModelSlot(role, self.session, self.jobs, self.settings) for role in ROLES}
+        self.controls = CanvasControls(self.session, self.settings)
+        self.canvas = ComparisonCanvas(self.session)
+        self.gallery = GalleryView(self.session, self.jobs, self.settings)
+        self.metrics = MetricsDock(self.session, self.jobs, self.settings, self)
+        self._build_layout()
+        self._build_status_bar()
+        self._build_menus()
+        self.session.imagesChanged.connect(self._apply_pending_current)
+        self.session.modelChanged.connect(self._apply_pending_layer)
+        self.session.settingsChanged.connect(self._remember_view)
+        self.resize(1600, 1000)
+        geometry, state = self.settings.geometry(), self.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    # --- layout --------------------------------------------------------------------------------
+    def _build_layout(self) -> None:
+        slots = QWidget()
+        column = QVBoxLayout(slots)
+        column.setContentsMargins(4, 4, 4, 4)
+        for slot in self.slots.values():
+            column.addWidget(slot)
+        column.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(slots)
+        self.models_dock = QDockWidget("Models", self)
+        self.models_dock.setObjectName("models_dock")
+        self.models_dock.setWidget(scroll)
+        self.models_dock.setMinimumWidth(290)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.models_dock)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.metrics)
+        self.metrics.setMinimumWidth(400)
+        top = QWidget()
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        top_layout.setSpacing(0)
+        top_layout.addWidget(self.controls)
+        top_layout.addWidget(self.canvas, 1)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(top)
+        self.splitter.addWidget(self.gallery)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([700, 240])
+        self.setCentralWidget(self.splitter)
+        self.resizeDocks([self.models_dock, self.metrics], [300, 440], Qt.Orientation.Horizontal)
+
+    def _build_status_bar(self) -> None:
+        self.engine_label = QLabel("loading engine…")
+        self.statusBar().addWidget(self.engine_label)
+        self.job_status = JobStatusWidget(self.jobs)
+        self.statusBar().addPermanentWidget(self.job_status)
+
+    def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        open_menu = file_menu.addMenu("Open &model")
+        self.open_actions = {}
+        for index, role in enumerate(ROLES, start=1):
+            self.open_actions[role] = self._action(open_menu, f"{ROLE_TITLES[role]}…", self.slots[role].open_dialog,
+                                                   f"Ctrl+{index}", f"Open a model file as the {ROLE_TITLES[role]}")
+        self._action(file_menu, "Add &images…", self.gallery.open_dialog, "Ctrl+I")
+        self._action(file_menu, "Add image &folder…", self.gallery.open_folder_dialog, "Ctrl+Shift+I")
+        self.paste_action = self._action(file_menu, "&Paste image", self.gallery.paste, QKeySequence.StandardKey.Paste)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Open project…", self.open_project_dialog, QKeySequence.StandardKey.Open)
+        self._action(file_menu, "&Save project", self.save_project, QKeySequence.StandardKey.Save)
+        self._action(file_menu, "Save project &as…", self.save_project_as, QKeySequence.StandardKey.SaveAs)
+        self._action(file_menu, "Open the &demo", self.open_demo)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        view_menu = bar.addMenu("&View")
+        self._action(view_menu, "&Reset zoom", self.canvas.reset_zoom, "Ctrl+0")
+        shared = self._action(view_menu, "&Shared map scale",
+                              lambda checked: self.session.update_settings(shared_scale=checked), "Ctrl+Alt+S")
+        shared.setCheckable(True)
+        self.session.settingsChanged.connect(lambda _n: shared.setChecked(self.session.settings.shared_scale))
+        view_menu.addSeparator()
+        view_menu.addAction(self.models_dock.toggleViewAction())
+        view_menu.addAction(self.metrics.toggleViewAction())
+
+        analysis_menu = bar.addMenu("&Analysis")
+        self._action(analysis_menu, "&Dataset metrics…", self.dataset_metrics_dialog, "Ctrl+M")
+        self._action(analysis_menu, "&Cancel running job", self.jobs.cancel_current, "Esc")
+
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&About KDX", self.about)
+
+    # --- engine and start-up -------------------------------------------------------------------
+    def start_engine(self) -> None:
+        """Import the engine in the first job; everything submitted later runs after it."""
+        self.jobs.submit("loading engine…", import_engine, cancellable=False, on_success=self._engine_loaded,
+                         on_failure=lambda message: self.engine_label.setText(f"⚠ engine failed to load: {message}"))
+
+    def _engine_loaded(self, status) -> None:
+        missing = ", ".join(sorted(status.missing))
+        self.engine_label.setText("engine ready" + (f" (not in this build: {missing})" if missing else ""))
+        self.session.set_engine(status)
+        self.engineLoaded.emit()
+
+    def open_paths(self, paths: list[str]) -> None:
+        """Open command-line or dropped paths: projects, images/folders, and models into free slots."""
+        projects, images, models = split_paths([str(p) for p in paths])
+        for project in projects[:1]:
+            self.open_project(project)
+        free = [role for role in ROLES if self.session.models[role] is None]
+        for role, path in zip(free, models):
+            self.slots[role].load(path)
+        for path in models[len(free):]:
+            self.statusBar().showMessage(f"{Path(path).name}: all three model slots are taken", 8000)
+        if images:
+            self.gallery.add_paths(images)
+
+    def open_demo(self) -> bool:
+        """Load the bundled demo; False (and a message in the window) when it is not built."""
+        demo = find_demo()
+        if not isinstance(demo, Demo):
+            self.demo_message = demo
+            self.statusBar().showMessage(demo)
+            self.gallery.show_message(demo)
+            return False
+        self.demo_message = ""
+        for role, path in demo.models.items():
+            self.slots[role].load(path)
+        if demo.samples:
+            self.gallery.add_paths(demo.samples)
+        for name, path in demo.checkpoints.items():
+            self.session.add_checkpoint(path, name)
+        if demo.dataset:
+            self.metrics.dataset_runner.set_folder(demo.dataset)
+            self.controls.set_reference_folder(None)
+        return True
+
+    # --- projects ------------------------------------------------------------------------------
+    def current_project(self) -> tuple[Project, int]:
+        """The session as a Project, and how many pasted images (no file) it leaves out."""
+        models = {role: {"path": m.info.path, "target_layer": m.target_layer}
+                  for role, m in self.session.loaded_models().items()}
+        images = [item.source for item in self.session.images if item.source]
+        pasted = len(self.session.images) - len(images)
+        current_item = self.session.current_image
+        current = images.index(current_item.source) if current_item is not None and current_item.source else -1
+        return Project(models, images, current, self.session.settings, self.metrics.dataset_runner.folder,
+                       dict(self.session.extra_checkpoints)), pasted
+
+    def save_project(self) -> bool:
+        if not self.project_path:
+            return self.save_project_as()
+        return self.save_project_to(self.project_path)
+
+    def save_project_as(self) -> bool:
+        path, _ = QFileDialog.getSaveFileName(self, "Save project", self.settings.last_folder("projects"),
+                                              f"KDX projects (*{PROJECT_SUFFIX})")
+        if not path:
+            return False
+        if not path.endswith(PROJECT_SUFFIX):
+            path += PROJECT_SUFFIX
+        return self.save_project_to(path)
+
+    def save_project_to(self, path: str) -> bool:
+        project, pasted = self.current_project()
+        try:
+            save_project(project, path)
+        except OSError as exc:
+            self.show_error("Project not saved", f"{Path(path).name}: {exc.strerror or exc}")
+            return False
+        self.project_path = path
+        self.settings.remember_folder("projects", path)
+        note = f" ({pasted} pasted image(s) have no file and are not in the project)" if pasted else ""
+        self.statusBar().showMessage(f"saved {Path(path).name}{note}", 8000)
+        return True
+
+    def open_project_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", self.settings.last_folder("projects"),
+                                              f"KDX projects (*{PROJECT_SUFFIX});;All files (*)")
+        if path:
+            self.open_project(path)
+
+    def open_project(self, path: str) -> bool:
+        """Replace the session by the project's models, images and view settings."""
+        try:
+            project = load_project(path)
+        except ProjectError as exc:
+            self.show_error("Cannot open project", str(exc))
+            return False
+        self.project_path = str(path)
+        self.settings.remember_folder("projects", path)
+        missing = [p for p in [m["path"] for m in project.models.values()] + project.images if not Path(p).exists()]
+        for role in ROLES:
+            self.session.set_model(role, None)
+        self.session.clear_images()
+        self.session.update_settings(**project.view.to_json())
+        self._pending_layers = {role: m["target_layer"] for role, m in project.models.items() if m["target_layer"]}
+        for role, entry in project.models.items():
+            if Path(entry["path"]).exists():
+                self.slots[role].load(entry["path"])
+        images = [p for p in project.images if Path(p).exists()]
+        self._pending_current = project.current if 0 <= project.current < len(images) else None
+        if images:
+            self.gallery.add_paths(images)
+        self.session.extra_checkpoints = {}
+        for name, checkpoint in project.checkpoints.items():
+            self.session.add_checkpoint(checkpoint, name)
+        self.metrics.dataset_runner.set_folder(project.dataset_folder)
+        if missing:
+            self.show_error("Some project files are missing",
+                            f"{Path(path).name}: {len(missing)} file(s) not found, opened without them: "
+                            + ", ".join(Path(p).name for p in missing[:5]))
+        self.statusBar().showMessage(f"opened {Path(path).name}", 8000)
+        return True
+
+    def _apply_pending_current(self) -> None:
+        if self._pending_current is not None and self._pending_current < len(self.session.images):
+            self.session.set_current(self._pending_current)
+            self._pending_current = None
+
+    def _apply_pending_layer(self, role: str) -> None:
+        model = self.session.models[role]
+        layer = self._pending_layers.get(role)
+        if model is not None and layer and layer in model.backend.layer_names():
+            del self._pending_layers[role]
+            self.session.set_target_layer(role, layer)
+
+    # --- misc ----------------------------------------------------------------------------------
+    def dataset_metrics_dialog(self) -> None:
+        self.metrics.show()
+        self.metrics.tabs.setCurrentWidget(self.metrics.layers)
+        if not self.metrics.dataset_runner.folder:
+            self.metrics.dataset_runner.choose_folder()
+        if self.metrics.dataset_runner.blocker() is None:
+            self.metrics.dataset_runner.run()
+
+    def _remember_view(self, names: list) -> None:
+        if {"colormap", "opacity"}.intersection(names):
+            self.settings.save_view(self.session.settings.colormap, self.session.settings.opacity)
+
+    def show_error(self, title: str, text: str) -> None:
+        self.last_error = text
+        self.statusBar().showMessage(text, 15000)
+        QMessageBox.warning(self, title, text)
+
+    def about(self) -> None:
+        QMessageBox.about(self, "About KDX", "KDX explains and measures knowledge distillation of image "
+                          "classifiers: CAMs, UniCAM distilled/residual maps, FSS, RS, CKA, VAM and KDExplainer "
+                          "views. Everything runs offline.")
+
+    def shutdown(self) -> None:
+        """Keep the settings and stop the worker thread (before the application quits)."""
+        self.settings.save_window(self.saveGeometry(), self.saveState())
+        self.settings.save_view(self.session.settings.colormap, self.session.settings.opacity)
+        self.settings.sync()
+        self.jobs.shutdown()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,100 @@
+"""Small pyqtgraph plots shared by the metrics views: a labelled heatmap and an interval line plot."""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF
+
+from .panel_rendering import colormap_lut
+
+
+def configure_pyqtgraph() -> None:
+    """Row-major images (like numpy), light background to match the window."""
+    pg.setConfigOptions(imageAxisOrder="row-major", background="w", foreground="k", antialias=True)
+
+
+def colour_map(name: str) -> pg.ColorMap:
+    lut = colormap_lut(name)
+    return pg.ColorMap(np.linspace(0.0, 1.0, len(lut)), lut)
+
+
+class Heatmap(pg.PlotWidget):
+    """A matrix with named rows and columns, each cell's value written on it, and a colour bar."""
+
+    def __init__(self, title: str = "", colormap: str = "viridis", levels: tuple[float, float] = (0.0, 1.0),
+                 parent=None):
+        super().__init__(parent)
+        self.plot_item: pg.PlotItem = self.getPlotItem()
+        self.plot_item.setTitle(title, size="9pt")
+        self.plot_item.invertY(True)
+        self.plot_item.setAspectLocked(False)
+        self.plot_item.setMouseEnabled(False, False)
+        self.plot_item.hideButtons()
+        self.image = pg.ImageItem()
+        self.plot_item.addItem(self.image)
+        self.levels = levels
+        self.bar = pg.ColorBarItem(values=levels, colorMap=colour_map(colormap), interactive=False, width=12)
+        self.bar.setImageItem(self.image, insert_in=self.plot_item)
+        self.texts: list[pg.TextItem] = []
+        self.matrix = np.zeros((0, 0))
+        self.setMinimumHeight(180)
+
+    def set_matrix(self, values: np.ndarray, rows: list[str], columns: list[str], row_title: str = "",
+                   column_title: str = "", cell_texts: list[list[str]] | None = None) -> None:
+        self.matrix = np.asarray(values, dtype=float)
+        for text in self.texts:
+            self.plot_item.removeItem(text)
+        self.texts = []
+        if self.matrix.size == 0:
+            self.image.clear()
+            return
+        n_rows, n_cols = self.matrix.shape
+        self.image.setImage(np.nan_to_num(self.matrix, nan=self.levels[0]), levels=self.levels)
+        self.image.setRect(QRectF(0, 0, n_cols, n_rows))
+        left, bottom = self.plot_item.getAxis("left"), self.plot_item.getAxis("bottom")
+        left.setTicks([[(i + 0.5, name) for i, name in enumerate(rows)]])
+        bottom.setTicks([[(j + 0.5, name) for j, name in enumerate(columns)]])
+        self.plot_item.setLabel("left", row_title)
+        self.plot_item.setLabel("bottom", column_title)
+        for i in range(n_rows):
+            for j in range(n_cols):
+                value = self.matrix[i, j]
+                text = cell_texts[i][j] if cell_texts else ("—" if np.isnan(value) else f"{value:.2f}")
+                unit = (value - self.levels[0]) / (self.levels[1] - self.levels[0] or 1)
+                item = pg.TextItem(text, color="k" if np.isnan(value) or unit > 0.55 else "w", anchor=(0.5, 0.5))
+                item.setPos(j + 0.5, i + 0.5)
+                self.plot_item.addItem(item)
+                self.texts.append(item)
+        self.plot_item.setRange(xRange=(0, n_cols), yRange=(0, n_rows), padding=0)
+
+
+class IntervalPlot(pg.PlotWidget):
+    """Lines with 95% interval bars, one per series, over named x positions."""
+
+    def __init__(self, title: str = "", y_label: str = "", parent=None):
+        super().__init__(parent)
+        self.plot_item: pg.PlotItem = self.getPlotItem()
+        self.plot_item.setTitle(title, size="9pt")
+        self.plot_item.setLabel("left", y_label)
+        self.plot_item.showGrid(x=False, y=True, alpha=0.3)
+        self.plot_item.setMouseEnabled(False, False)
+        self.plot_item.hideButtons()
+        self.legend = self.plot_item.addLegend(offset=(-10, 10))
+        self.series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.setMinimumHeight(170)
+
+    def clear_series(self) -> None:
+        self.plot_item.clear()
+        self.legend.clear()
+        self.series = {}
+
+    def add_series(self, name: str, x: list[float], values: list[float], low: list[float], high: list[float],
+                   colour: str, tick_names: list[str] | None = None) -> None:
+        x_arr, y = np.asarray(x, float), np.asarray(values, float)
+        self.series[name] = (x_arr, y)
+        self.plot_item.addItem(pg.ErrorBarItem(x=x_arr, y=y, top=np.asarray(high, float) - y,
+                                               bottom=y - np.asarray(low, float), beam=0.15, pen=pg.mkPen(colour)))
+        self.plot_item.plot(x_arr, y, pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=7,
+                            symbolBrush=colour, symbolPen=colour, name=name)
+        if tick_names is not None:
+            self.plot_item.getAxis("bottom").setTicks([list(zip(x, tick_names))])
