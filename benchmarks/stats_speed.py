@@ -11,6 +11,7 @@ so its generic path is timed, twice:
 """
 from __future__ import annotations
 
+import os
 import time
 from unittest import mock
 
@@ -52,7 +53,7 @@ def main() -> None:
         "partial_r2 vs partial_distance_correlation": (partial_r2, dcor.partial_distance_correlation, (x, y, z)),
     }
     print(f"n = {N}, d = {D}, float64; best of {OUR_REPEATS} (ours) and {DCOR_REPEATS} (dcor); "
-          f"torch threads = {torch.get_num_threads()}")
+          f"torch threads = {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     for name, (ours, theirs, inputs) in cases.items():
         small = [v[:20, :8] for v in inputs]
         ours(*small), theirs(*small)  # warm-up: lazy imports, compilation

@@ -243,8 +243,8 @@ def _unicam_panel(key, models, item, label, settings, engine, references, cache,
         return PanelResult(key, title, message=f"UniCAM failed: {_first_line(exc)}", group="unicam")
     values = _resized(explanation.maps, size)[0].numpy()
     subtitle = f"{settings.unicam_variant} · {x_model.target_layer} · ref n={settings.reference_n}"
-    if y_role == "teacher":
-        subtitle += " · no Base: Teacher removed"
+    if "base" not in models:
+        subtitle += " · no Base: Teacher stands in"
     return PanelResult(key, title, subtitle, values, explanation.notes[0], group="unicam")
 
 

@@ -9,6 +9,7 @@ import textwrap
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QTextOption
 
 from .panel_rendering import DIVERGING, panel_scales, render_panel, colormap_lut
 from .session import PANEL_KEYS, ROLE_COLOURS, Session
@@ -21,6 +22,38 @@ TITLE_COLOURS = {**ROLE_COLOURS, "input": "#222222", "distilled": "#6a1b9a", "re
 MESSAGE_COLOUR = "#5f6368"
 NOTE_COLOUR = "#b26a00"
 WRAP = 30
+TITLE_HEIGHT, SUBTITLE_HEIGHT, READOUT_HEIGHT = 22, 40, 18
+
+
+class PanelLabel(pg.LabelItem):
+    """Centred text that wraps to its panel's width within a fixed height, so text never resizes a panel
+    (equal panels keep linked zoom exact); what does not fit is clipped."""
+
+    def __init__(self, text: str, height: int, **opts):
+        self.fixed_height = height
+        super().__init__(text, **opts)
+        self.item.document().setDefaultTextOption(QTextOption(Qt.AlignmentFlag.AlignHCenter))
+        self.setFlag(self.GraphicsItemFlag.ItemClipsChildrenToShape)
+
+    def updateMin(self) -> None:
+        height = self.fixed_height
+        self.setMinimumSize(0, height)
+        self.setMaximumHeight(height)
+        self._sizeHint = {Qt.SizeHint.MinimumSize: (0, height), Qt.SizeHint.PreferredSize: (0, height),
+                          Qt.SizeHint.MaximumSize: (-1, height), Qt.SizeHint.MinimumDescent: (0, 0)}
+        self.updateGeometry()
+
+    def resizeEvent(self, event) -> None:
+        width = max(self.rect().width() - 4, 20.0)
+        if abs(self.item.textWidth() - width) > 0.5:
+            self.item.setTextWidth(width)
+        super().resizeEvent(event)
+
+
+def _label(cell: pg.GraphicsLayout, row: int, height: int, text: str = "", **opts) -> PanelLabel:
+    label = PanelLabel(text, height, **opts)
+    cell.addItem(label, row=row, col=0)
+    return label
 
 
 class PanelView:
@@ -28,11 +61,11 @@ class PanelView:
 
     def __init__(self, cell: pg.GraphicsLayout, key: str):
         self.key = key
-        self.title = cell.addLabel(DEFAULT_TITLES[key], row=0, col=0, size="11pt", bold=True,
-                                   color=TITLE_COLOURS[key])
-        self.subtitle = cell.addLabel("", row=1, col=0, size="8pt", color="#444444")
+        self.title = _label(cell, 0, TITLE_HEIGHT, DEFAULT_TITLES[key], size="11pt", bold=True,
+                            color=TITLE_COLOURS[key])
+        self.subtitle = _label(cell, 1, SUBTITLE_HEIGHT, size="8pt", color="#444444")
         self.view: pg.ViewBox = cell.addViewBox(row=2, col=0, lockAspect=True, invertY=True, enableMenu=False)
-        self.readout = cell.addLabel("", row=3, col=0, size="8pt", color="#222222")
+        self.readout = _label(cell, 3, READOUT_HEIGHT, size="8pt", color="#222222")
         cell.layout.setRowStretchFactor(2, 10)
         self.image = pg.ImageItem()
         self.view.addItem(self.image)
@@ -99,20 +132,27 @@ class ComparisonCanvas(pg.GraphicsLayoutWidget):
         self.session = session
         self.panels: dict[str, PanelView] = {}
         self.frame_size = (32, 32)
+        self.cells: list[pg.GraphicsLayout] = []
         for index, key in enumerate(PANEL_KEYS):
             cell = self.ci.addLayout(row=index // COLUMNS, col=index % COLUMNS)
+            self.cells.append(cell)
             self.panels[key] = PanelView(cell, key)
         first = self.panels["input"].view
         for panel in list(self.panels.values())[1:]:
             panel.view.setXLink(first)
             panel.view.setYLink(first)
         legend = self.ci.addLayout(row=1, col=3)
-        self.status = legend.addLabel("", row=0, col=0, size="9pt", color="#222222")
+        self.cells.append(legend)
+        self.status = _label(legend, 0, TITLE_HEIGHT, size="9pt", color="#222222")
         self.colour_bar = pg.ColorBarItem(values=(0, 1), colorMap=self._colour_map(session.settings.colormap),
                                           interactive=False, orientation="horizontal", width=14)
         legend.addItem(self.colour_bar, row=1, col=0)
-        self.scale_label = legend.addLabel("", row=2, col=0, size="8pt", color="#444444")
-        self.position_label = legend.addLabel("", row=3, col=0, size="8pt", color="#222222")
+        self.scale_label = _label(legend, 2, 3 * READOUT_HEIGHT, size="8pt", color="#444444")
+        self.position_label = _label(legend, 3, READOUT_HEIGHT, size="8pt", color="#222222")
+        for column in range(COLUMNS):
+            self.ci.layout.setColumnStretchFactor(column, 1)
+        for row in range(2):
+            self.ci.layout.setRowStretchFactor(row, 1)
         self.scene().sigMouseMoved.connect(self._mouse_moved)
         session.comparisonChanged.connect(self.redraw)
         session.settingsChanged.connect(lambda _names: self.redraw())
@@ -121,6 +161,22 @@ class ComparisonCanvas(pg.GraphicsLayoutWidget):
         session.engineReady.connect(lambda _status: self.redraw())
         self.redraw()
         self.reset_zoom()
+
+    def resizeEvent(self, event) -> None:
+        """Give every cell exactly the same size: with locked aspect, equal view boxes are what makes
+        linked zoom show the same region in every panel."""
+        if not getattr(self, "cells", None):  # resized while the base class is still being built
+            super().resizeEvent(event)
+            return
+        layout = self.ci.layout
+        left, top, right, bottom = layout.getContentsMargins()
+        rows = (len(self.cells) + COLUMNS - 1) // COLUMNS
+        width = (self.viewport().width() - left - right - (COLUMNS - 1) * layout.horizontalSpacing()) // COLUMNS
+        height = (self.viewport().height() - top - bottom - (rows - 1) * layout.verticalSpacing()) // rows
+        for cell in self.cells:
+            cell.setMinimumSize(max(width, 10), max(height, 10))
+            cell.setMaximumSize(max(width, 10), max(height, 10))
+        super().resizeEvent(event)
 
     @property
     def views(self) -> dict[str, pg.ViewBox]:

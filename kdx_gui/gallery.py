@@ -75,8 +75,13 @@ class GalleryFilter(QSortFilterProxyModel):
         self.sort_key = "order"
 
     def set_mode(self, mode: str) -> None:
-        self.mode = mode
-        self.invalidateFilter()
+        if hasattr(self, "beginFilterChange"):  # Qt ≥ 6.10 replaces invalidateFilter()
+            self.beginFilterChange()
+            self.mode = mode
+            self.endFilterChange()
+        else:
+            self.mode = mode
+            self.invalidateFilter()
 
     def set_sort(self, key: str) -> None:
         self.sort_key = key

@@ -316,7 +316,7 @@ class MainWindow(QMainWindow):
     # --- misc ----------------------------------------------------------------------------------
     def dataset_metrics_dialog(self) -> None:
         self.metrics.show()
-        self.metrics.tabs.setCurrentWidget(self.metrics.layers)
+        self.metrics.show_tab("layers")
         if not self.metrics.dataset_runner.folder:
             self.metrics.dataset_runner.choose_folder()
         if self.metrics.dataset_runner.blocker() is None:

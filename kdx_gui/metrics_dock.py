@@ -1,7 +1,13 @@
-"""The metrics dock: tabs for predictions, layers (FSS, CKA), relevance (RS), VAM and KDExplainer."""
+"""The metrics dock: tabs for predictions, layers (FSS, CKA), relevance (RS), VAM and KDExplainer.
+
+Tabs other than Predictions are built when first shown (or first asked for): their plots cost a
+noticeable part of the window's start-up.
+"""
 from __future__ import annotations
 
-from PySide6.QtWidgets import QDockWidget, QTabWidget, QWidget
+from typing import Callable
+
+from PySide6.QtWidgets import QDockWidget, QTabWidget, QVBoxLayout, QWidget
 
 from .attention_views import RoutingView, VamView
 from .dataset_metrics_view import DatasetMetricsRunner, LayerMetricsView, RelevanceView
@@ -11,6 +17,22 @@ from .session import Session
 from .settings import AppSettings
 
 
+class _LazyTab(QWidget):
+    """A tab page that builds its view on demand."""
+
+    def __init__(self, build: Callable[[], QWidget]):
+        super().__init__()
+        self._build = build
+        self.view: QWidget | None = None
+        QVBoxLayout(self).setContentsMargins(0, 0, 0, 0)
+
+    def ensure(self) -> QWidget:
+        if self.view is None:
+            self.view = self._build()
+            self.layout().addWidget(self.view)
+        return self.view
+
+
 class MetricsDock(QDockWidget):
     def __init__(self, session: Session, jobs: JobRunner, settings: AppSettings, parent: QWidget | None = None):
         super().__init__("Metrics", parent)
@@ -18,11 +40,42 @@ class MetricsDock(QDockWidget):
         self.tabs = QTabWidget()
         self.predictions = PredictionView(session)
         self.dataset_runner = DatasetMetricsRunner(session, jobs, settings)
-        self.layers = LayerMetricsView(session, self.dataset_runner)
-        self.relevance = RelevanceView(session)
-        self.vam = VamView(session, settings)
-        self.routing = RoutingView(session, settings)
-        for widget, title in ((self.predictions, "Predictions"), (self.layers, "Layers"),
-                              (self.relevance, "Relevance"), (self.vam, "VAM"), (self.routing, "KDExplainer")):
-            self.tabs.addTab(widget, title)
+        self._pages = {
+            "layers": _LazyTab(lambda: LayerMetricsView(session, self.dataset_runner)),
+            "relevance": _LazyTab(lambda: RelevanceView(session)),
+            "vam": _LazyTab(lambda: VamView(session, settings)),
+            "routing": _LazyTab(lambda: RoutingView(session, settings)),
+        }
+        self.tabs.addTab(self.predictions, "Predictions")
+        for key, title in (("layers", "Layers"), ("relevance", "Relevance"), ("vam", "VAM"),
+                           ("routing", "KDExplainer")):
+            self.tabs.addTab(self._pages[key], title)
+        self.tabs.currentChanged.connect(self._build_current)
         self.setWidget(self.tabs)
+
+    def _build_current(self, index: int) -> None:
+        page = self.tabs.widget(index)
+        if isinstance(page, _LazyTab):
+            page.ensure()
+
+    def show_tab(self, key: str) -> QWidget:
+        """Bring a tab to the front (building it if needed) and return its view."""
+        page = self._pages.get(key)
+        self.tabs.setCurrentWidget(page if page is not None else self.predictions)
+        return page.ensure() if page is not None else self.predictions
+
+    @property
+    def layers(self) -> LayerMetricsView:
+        return self._pages["layers"].ensure()
+
+    @property
+    def relevance(self) -> RelevanceView:
+        return self._pages["relevance"].ensure()
+
+    @property
+    def vam(self) -> VamView:
+        return self._pages["vam"].ensure()
+
+    @property
+    def routing(self) -> RoutingView:
+        return self._pages["routing"].ensure()

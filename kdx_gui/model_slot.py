@@ -146,9 +146,11 @@ class ModelSlot(QFrame):
             except UntrustedPickleError as exc:
                 return NeedsTrust(str(exc))
 
+        name = Path(path).name
         self.jobs.submit(f"loading {self.title} model", work, key=f"load-{self.role}",
                          on_success=lambda result: self._loaded(path, result),
-                         on_failure=self._failed, on_cancel=lambda: self._failed("loading cancelled"))
+                         on_failure=lambda message: self._failed(message if name in message else f"{name}: {message}"),
+                         on_cancel=lambda: self._failed(f"{name}: loading cancelled"))
 
     def _loaded(self, path: str, result) -> None:
         if isinstance(result, NeedsTrust):

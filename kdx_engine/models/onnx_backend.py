@@ -14,7 +14,7 @@ import torch
 
 from .backend import LOGITS, PENULTIMATE, Forward, ModelBackend, ModelInfo
 from .onnx_graph import OnnxGraph
-from .onnx_heads import GradientUnavailable, Head, Heads, make_session
+from .onnx_heads import GradientUnavailable, Head, Heads, make_session, shared_weights
 
 
 class OnnxForward(Forward):
@@ -65,7 +65,8 @@ class OnnxBackend(ModelBackend):
         self.info = info
         self.name = info.path.rsplit("/", 1)[-1]
         self.threads = threads or torch.get_num_threads()
-        self.heads = Heads(graph, info.sha256, self.threads)
+        self.shared = shared_weights(graph.model)
+        self.heads = Heads(graph, info.sha256, self.threads, self.shared)
         self._sessions: dict[tuple[str, ...], Head] = {}
 
     def layer_names(self) -> list[str]:
@@ -105,7 +106,7 @@ class OnnxBackend(ModelBackend):
         outputs = tuple(dict.fromkeys([self.graph.logits_name, *tensors]))
         if outputs not in self._sessions:
             model = self.graph.with_outputs(outputs)
-            self._sessions[outputs] = Head(make_session(model, self.threads), (self.graph.input_name,), outputs)
+            self._sessions[outputs] = Head(make_session(model, self.threads, self.shared), (self.graph.input_name,), outputs)
         head = self._sessions[outputs]
         return dict(zip(head.outputs, self.run_batched(head, {self.graph.input_name: x})))
 

@@ -5,9 +5,10 @@ import pytest
 import torch
 from PySide6.QtCore import QSettings
 
-from kdx_engine.models import get_architecture
+from kdx_engine.models import Preprocessing, get_architecture, write_sidecar
 
-from gui_helpers import save_resnet8, write_image_tree
+from gui_helpers import CLASSES, save_resnet8, write_image_tree
+
 
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path, qapp):
@@ -36,6 +37,7 @@ def model_files(tmp_path_factory):
     torch.manual_seed(5)
     pickled = root / "pickled.pt"
     torch.save(get_architecture("resnet8").build(4).eval(), pickled)
+    write_sidecar(pickled, Preprocessing(input_size=32, resize=None, class_names=CLASSES, source="sidecar"))
     files["pickled"] = pickled
     return {k: str(v) for k, v in files.items()}
 
