@@ -44,6 +44,7 @@ class StartupProbe(QObject):
     def eventFilter(self, watched, event) -> bool:
         if event.type() == QEvent.Type.Paint and "first_paint_s" not in self.times:
             self._mark("first_paint_s")
+            self.times["engine_ready_at_first_paint"] = self.window.session.engine_ready
         return False
 
     def _comparison_ready(self) -> None:

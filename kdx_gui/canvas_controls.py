@@ -8,10 +8,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QGridLayout,
+    QHBoxLayout,
     QLabel,
     QSlider,
     QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -40,7 +41,6 @@ class CanvasControls(QWidget):
         self.rule.setToolTip("Which class each map explains")
         self.target_class = QComboBox()
         self.target_class.setToolTip("The class explained by every model when the rule is 'one class'")
-        self.target_class.setMinimumContentsLength(8)
         self.colormap = QComboBox()
         self.colormap.addItems(list(COLORMAPS))
         self.opacity = QSlider(Qt.Orientation.Horizontal)
@@ -53,8 +53,8 @@ class CanvasControls(QWidget):
         self.threshold.setToolTip("Hide map values below this percentile of each map")
         self.threshold_label = QLabel()
         self.scale = QComboBox()
-        self.scale.addItem("per-panel scale", False)
-        self.scale.addItem("shared scale", True)
+        self.scale.addItem("per panel", False)
+        self.scale.addItem("shared", True)
         self.scale.setToolTip("Per panel: each map min–max. Shared: one scale for the models' maps (and one for "
                               "the UniCAM maps), so magnitudes compare")
         self.reference = QComboBox()
@@ -69,19 +69,29 @@ class CanvasControls(QWidget):
         self.variant = QComboBox()
         self.variant.addItems(list(UNICAM_VARIANTS))
 
-        grid = QGridLayout(self)
-        grid.setContentsMargins(4, 2, 4, 2)
-        grid.setHorizontalSpacing(6)
-        grid.setVerticalSpacing(2)
-        first = [QLabel("Method"), self.method, QLabel("Target"), self.rule, self.target_class,
-                 QLabel("Colormap"), self.colormap, QLabel("Opacity"), self.opacity, self.opacity_label]
-        second = [QLabel("Threshold"), self.threshold, self.threshold_label, self.scale, QLabel("UniCAM reference"),
-                  self.reference, self.reference_n, QLabel("Variant"), self.variant]
-        for column, widget in enumerate(first):
-            grid.addWidget(widget, 0, column)
-        for column, widget in enumerate(second):
-            grid.addWidget(widget, 1, column)
-        grid.setColumnStretch(len(first) + 1, 1)
+        rows = (
+            [QLabel("Method"), self.method, QLabel("Target"), self.rule, self.target_class, QLabel("Scale"),
+             self.scale],
+            [QLabel("Colormap"), self.colormap, QLabel("Opacity"), self.opacity, self.opacity_label,
+             QLabel("Threshold"), self.threshold, self.threshold_label],
+            [QLabel("UniCAM reference"), self.reference, self.reference_n, QLabel("Variant"), self.variant],
+        )
+        column = QVBoxLayout(self)
+        column.setContentsMargins(4, 2, 4, 2)
+        column.setSpacing(2)
+        for widgets in rows:
+            row = QHBoxLayout()
+            row.setSpacing(6)
+            for widget in widgets:
+                row.addWidget(widget)
+            row.addStretch(1)
+            column.addLayout(row)
+        for box in (self.method, self.rule, self.target_class, self.colormap, self.scale, self.reference,
+                    self.variant):
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(max(box.minimumContentsLength(), 9))
+        self.opacity_label.setMinimumWidth(32)
+        self.threshold_label.setMinimumWidth(60)
 
         self.method.currentIndexChanged.connect(lambda: self._edit(method=self.method.currentData()))
         self.rule.currentIndexChanged.connect(lambda: self._edit(target_rule=self.rule.currentData()))

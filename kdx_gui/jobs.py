@@ -13,7 +13,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton, QWidget
 
 from kdx_engine.jobs import Cancelled, Progress
@@ -184,9 +184,12 @@ class JobRunner(QObject):
         return not self._jobs
 
     def shutdown(self, timeout_ms: int = 3000) -> bool:
-        """Cancel everything and wait for the worker thread to finish (before the app quits)."""
+        """Cancel everything, wait for the worker thread, and deliver the jobs' last signals now, while
+        the objects they call still exist (before the window is destroyed)."""
         self.cancel_all()
-        return self._pool.waitForDone(timeout_ms)
+        finished = self._pool.waitForDone(timeout_ms)
+        QCoreApplication.sendPostedEvents()
+        return finished
 
 
 class JobStatusWidget(QWidget):

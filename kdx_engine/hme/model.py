@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 LEVEL_SIZES = (2, 4, 8)
-LEVEL_WIDTHS = (8, 16, 24)
+LEVEL_WIDTHS = (8, 12, 16)
 
 
 class ExpertBlock(nn.Sequential):

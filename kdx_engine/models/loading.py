@@ -130,7 +130,7 @@ def _load_onnx(path: Path, config: Preprocessing | None, route: str) -> ModelBac
     """An ONNX file in onnxruntime (gradients through onnx-ad heads), or converted by onnx2torch when
     asked for and its logits match onnxruntime's; the route used is in ``info.backend`` and the notes."""
     from .onnx_backend import OnnxBackend
-    from .onnx_graph import OnnxGraphError, OnnxGraph, read_onnx
+    from .onnx_graph import FLOAT_TYPES, OnnxGraph, OnnxGraphError, read_onnx
 
     if route not in ONNX_ROUTES:
         raise ValueError(f"unknown ONNX route {route!r}; use one of {', '.join(ONNX_ROUTES)}")
@@ -152,7 +152,7 @@ def _load_onnx(path: Path, config: Preprocessing | None, route: str) -> ModelBac
     info = ModelInfo(
         path=str(path), format="onnx", backend="onnxruntime",
         architecture=config.architecture if config.source == "sidecar" else None, num_classes=0,
-        num_parameters=sum(int(np.prod(t.dims)) for t in graph.model.graph.initializer if t.data_type in (1, 10, 11, 16)),
+        num_parameters=sum(int(np.prod(t.dims)) for t in graph.model.graph.initializer if t.data_type in FLOAT_TYPES),
         preprocessing=config, sha256=sha256_of(path), notes=(),
     )
     try:

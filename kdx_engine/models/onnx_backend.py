@@ -7,6 +7,7 @@ is run in chunks of that size (the last chunk padded), never refused.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -63,7 +64,7 @@ class OnnxBackend(ModelBackend):
     def __init__(self, graph: OnnxGraph, info: ModelInfo, threads: int | None = None):
         self.graph = graph
         self.info = info
-        self.name = info.path.rsplit("/", 1)[-1]
+        self.name = Path(info.path).name
         self.threads = threads or torch.get_num_threads()
         self.shared = shared_weights(graph.model)
         self.heads = Heads(graph, info.sha256, self.threads, self.shared)

@@ -24,6 +24,7 @@ from .onnx_graph import OnnxGraph
 
 SHAPE_BOUND_OPS = frozenset({"Conv", "ConvTranspose", "AveragePool", "LpPool", "MaxPool", "DepthToSpace",
                              "SpaceToDepth", "GridSample", "DeformConv"})
+STANDARD_DOMAINS = ("", "ai.onnx")
 CACHE_SIZE = 32
 
 
@@ -107,6 +108,7 @@ class Heads:
         self._extractor = utils.Extractor(graph.inferred)
         self._input_dependent = graph.downstream(graph.input_name)
         self._nodes_of: dict[tuple, list] = {}
+        self._needs_shapes: set[tuple] = set()
 
     def side_inputs(self, start: str, outputs: tuple[str, ...]) -> tuple[str, ...]:
         """Tensors computed from the model input before ``start`` that the head reads."""
@@ -144,13 +146,20 @@ class Heads:
         """The head's VJP: inputs, then one seed per output (shaped like it, plus a trailing 1), giving
         the gradient at ``start``. ``shapes`` are the concrete input shapes, used when the head needs them."""
         inputs = (start, *self.side_inputs(start, outputs))
-        if not {node.op_type for node in self._head_nodes(start, outputs)} & SHAPE_BOUND_OPS:
+        nodes = self._head_nodes(start, outputs)
+        foreign = [node for node in nodes if node.domain not in STANDARD_DOMAINS]
+        if foreign:
+            node = foreign[-1]
+            raise GradientUnavailable(f"operator {node.domain}.{node.op_type} (node '{node.name or node.output[0]}') "
+                                      "is outside the standard ONNX domain; onnx-ad has no reverse rule for it")
+        if not {node.op_type for node in nodes} & SHAPE_BOUND_OPS and (start, outputs) not in self._needs_shapes:
             try:
                 return _cached((self.sha256, "vjp", start, outputs, None),
                                lambda: self._build_gradient(self._extract(inputs, outputs), inputs, outputs))
             except GradientUnavailable as exc:
                 if "declared" not in str(exc):
                     raise
+                self._needs_shapes.add((start, outputs))
         shape_key = tuple(shapes[name] for name in inputs)
         return _cached((self.sha256, "vjp", start, outputs, shape_key),
                        lambda: self._build_gradient(with_input_shapes(self._extract(inputs, outputs), shapes),

@@ -25,7 +25,8 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Optimisation settings of one run; ``checkpoint_epochs`` are the epochs whose weights are kept."""
+    """Optimisation settings of one run; ``checkpoint_epochs`` are the epochs whose weights are kept
+    (0: the initial weights, which trajectory metrics measure distances from)."""
 
     epochs: int
     batch_size: int = 64
@@ -79,6 +80,8 @@ def train(model: nn.Module, data: TrainingData, recipe: Recipe, settings: TrainS
         optimiser, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps)))
     order = torch.Generator().manual_seed(settings.seed)
     run, start = TrainingRun(), time.perf_counter()
+    if 0 in settings.checkpoint_epochs:
+        run.checkpoints[0] = copy.deepcopy(model.state_dict())
     for epoch in range(1, settings.epochs + 1):
         if before_epoch is not None:
             before_epoch(epoch)

@@ -6,6 +6,7 @@ import io
 import warnings
 from pathlib import Path
 
+import pytest
 import torch
 
 EXPORTERS = ("legacy", "dynamo")
@@ -21,6 +22,7 @@ def export_onnx(module: torch.nn.Module, path: Path, size: int, exporter: str, d
             torch.onnx.export(module, (x,), str(path), dynamo=False, input_names=["input"],
                               output_names=["logits"], dynamic_axes=axes)
         else:
+            pytest.importorskip("onnxscript", reason="the default (dynamo) torch.onnx exporter needs onnxscript")
             shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
             torch.onnx.export(module, (x,), str(path), dynamo=True, input_names=["input"],
                               output_names=["logits"], dynamic_shapes=shapes, verbose=False)
