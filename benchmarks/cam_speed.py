@@ -22,20 +22,24 @@ from kdx_engine.models.preprocessing import Preprocessing
 from kdx_engine.models.torch_backend import TorchModuleBackend
 
 
-def best_time(fn, repeats: int) -> tuple[float, object]:
-    result, best = None, float("inf")
+def best_times(functions: dict, repeats: int) -> tuple[dict, dict]:
+    """Best time of each function over ``repeats`` rounds, the functions interleaved within a round so
+    that a change in machine load hits all of them alike."""
+    best = {name: float("inf") for name in functions}
+    results = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best, results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -61,9 +65,9 @@ def main() -> None:
             return bare(x)
 
     run_ours(), run_reference(), run_bare()  # warm-up
-    t_bare, _ = best_time(run_bare, args.repeats)
-    t_ours, ours_result = best_time(run_ours, args.repeats)
-    t_ref, ref_maps = best_time(run_reference, args.repeats)
+    times, results = best_times({"bare": run_bare, "ours": run_ours, "reference": run_reference}, args.repeats)
+    t_bare, t_ours, t_ref = times["bare"], times["ours"], times["reference"]
+    ours_result, ref_maps = results["ours"], results["reference"]
     reference.__exit__(None, None, None)
 
     got = ours_result.normalised().numpy()
