@@ -1,4 +1,4 @@
-"""The ``kdx`` command line: ``info``, ``explain`` (CAM methods and UniCAM), ``metrics``.
+"""The ``kdx`` command line: ``info``, ``explain`` (CAM methods and UniCAM), ``metrics``, ``zoo build``.
 
 Exit codes: 0 ok, 2 bad input (one line on stderr naming the file and the problem).
 """
@@ -75,6 +75,18 @@ def _parser() -> argparse.ArgumentParser:
     metrics.add_argument("--overwrite", action="store_true")
     _model_options(metrics)
     metrics.set_defaults(run=run_metrics)
+
+    zoo = sub.add_parser("zoo", help="the bundled demo models")
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
+    build = zoo_sub.add_parser("build", help="train the demo models on the synthetic shapes (about 15 min "
+                                             "on 2 CPU cores) and write them with zoo.json")
+    build.add_argument("--out", type=Path, default=Path("resources/models"), help="folder for the models")
+    build.add_argument("--samples", type=Path, default=Path("resources/samples"),
+                       help="folder for the gallery's sample images and masks")
+    build.add_argument("--quick", action="store_true", help="tiny data and one epoch each (a smoke test)")
+    build.add_argument("--threads", type=int, default=1, help="CPU threads (fixed, for reproducible weights)")
+    build.add_argument("--overwrite", action="store_true", help="replace existing --out and --samples folders")
+    build.set_defaults(run=run_zoo_build)
     return parser
 
 
@@ -252,6 +264,20 @@ def _progress_bar(fraction: float, message: str) -> None:
     filled = int(30 * fraction)
     print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction * 100:5.1f}% {message[:50]:50s}", end="",
           file=sys.stderr, flush=True)
+
+
+def run_zoo_build(args) -> int:
+    from .jobs import Progress
+    from .zoo import FULL_PLAN, QUICK_PLAN, build_zoo
+
+    if args.threads < 1:
+        raise BadInput("--threads must be at least 1")
+    done = [0.0]
+    progress = Progress(lambda fraction, message: done.__setitem__(0, fraction))
+    build_zoo(args.out, args.samples, QUICK_PLAN if args.quick else FULL_PLAN, threads=args.threads,
+              overwrite=args.overwrite, progress=progress,
+              log=lambda line: print(f"[{done[0] * 100:3.0f}%] {line}", flush=True))
+    return 0
 
 
 def _target_rule(text: str) -> tuple[str, int | None]:

@@ -27,11 +27,20 @@ class AnalysisScheduler(QObject):
         self._timer.timeout.connect(self.run_now)
         self._need_comparison = False
         self._need_predictions = False
-        session.modelChanged.connect(lambda _role: self._schedule(comparison=True, predictions=True))
-        session.imagesChanged.connect(lambda: self._schedule(comparison=False, predictions=True))
-        session.currentChanged.connect(lambda _index: self._schedule(comparison=True, predictions=False))
+        session.modelChanged.connect(self._everything_changed)
+        session.imagesChanged.connect(self._images_changed)
+        session.currentChanged.connect(self._current_changed)
         session.settingsChanged.connect(self._settings_changed)
-        session.engineReady.connect(lambda _status: self._schedule(comparison=True, predictions=True))
+        session.engineReady.connect(self._everything_changed)
+
+    def _everything_changed(self, *_args) -> None:
+        self._schedule(comparison=True, predictions=True)
+
+    def _images_changed(self) -> None:
+        self._schedule(comparison=False, predictions=True)
+
+    def _current_changed(self, _index: int) -> None:
+        self._schedule(comparison=True, predictions=False)
 
     def _settings_changed(self, names: list) -> None:
         if ANALYSIS_SETTINGS.intersection(names):
@@ -76,8 +85,7 @@ class AnalysisScheduler(QObject):
 
         session.analysing = True
         self.jobs.submit(f"analysing {item.name}", work, key="comparison", on_success=self._comparison_done,
-                         on_failure=lambda _message: self._analysis_ended(),
-                         on_cancel=self._analysis_ended)
+                         on_failure=self._analysis_ended, on_cancel=self._analysis_ended)
 
     def _comparison_done(self, comparison) -> None:
         self.session.analysing = False
@@ -86,7 +94,7 @@ class AnalysisScheduler(QObject):
             self.session.set_comparison(comparison)
             self.comparisonReady.emit()
 
-    def _analysis_ended(self) -> None:
+    def _analysis_ended(self, *_args) -> None:
         self.session.analysing = False
 
     def _submit_predictions(self) -> None:

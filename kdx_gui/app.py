@@ -34,9 +34,12 @@ class StartupProbe(QObject):
         self.window, self.started = window, started
         self.times: dict[str, float] = {}
         window.installEventFilter(self)
-        window.engineLoaded.connect(lambda: self._mark("engine_ready_s"))
+        window.engineLoaded.connect(self._engine_loaded)
         window.scheduler.comparisonReady.connect(self._comparison_ready)
         self.done_callbacks = []
+
+    def _engine_loaded(self) -> None:
+        self._mark("engine_ready_s")
 
     def _mark(self, name: str) -> None:
         self.times.setdefault(name, time.time() - self.started)

@@ -44,7 +44,10 @@ class AttentionReader(QObject):
         self._timer.setInterval(30)
         self._timer.timeout.connect(self.read)
         for signal in (session.modelChanged, session.attentionSourcesChanged, session.engineReady):
-            signal.connect(lambda *_: self._timer.start())
+            signal.connect(self._sources_changed)
+
+    def _sources_changed(self, *_args) -> None:
+        self._timer.start()
 
     def read(self) -> None:
         if not self.session.engine_ready:
@@ -160,13 +163,13 @@ class VamView(QWidget):
         layout.addWidget(self.message)
         layout.addWidget(splitter, 1)
         session.attentionChanged.connect(self.refresh)
-        session.engineReady.connect(lambda _status: self.refresh())
+        session.engineReady.connect(self.refresh)
         self.refresh()
 
     def vam_records(self) -> dict[str, AttentionRecord]:
         return {name: r for name, r in self.session.attention.items() if r.vam_layers}
 
-    def refresh(self) -> None:
+    def refresh(self, *_args) -> None:
         records = self.vam_records()
         self.picker.set_names(list(records))
         item = self.entropy_plot.getPlotItem()
@@ -191,7 +194,7 @@ class VamView(QWidget):
         self.table.set_rows(rows)
         self._draw_layers()
 
-    def _draw_layers(self) -> None:
+    def _draw_layers(self, *_args) -> None:
         record = self.vam_records().get(self.picker.combo.currentText())
         if record is None:
             self.grid.set_matrices([])
@@ -257,13 +260,13 @@ class RoutingView(QWidget):
         layout.addWidget(splitter, 1)
         self.tree_positions: dict = {}
         session.attentionChanged.connect(self.refresh)
-        session.engineReady.connect(lambda _status: self.refresh())
+        session.engineReady.connect(self.refresh)
         self.refresh()
 
     def routing_records(self) -> dict[str, AttentionRecord]:
         return {name: r for name, r in self.session.attention.items() if r.routing}
 
-    def refresh(self) -> None:
+    def refresh(self, *_args) -> None:
         records = self.routing_records()
         self.picker.set_names(list(records))
         if self.session.engine_ready and not self.session.engine.has("hme"):
@@ -277,7 +280,7 @@ class RoutingView(QWidget):
                                  "columns: parents.")
         self._draw()
 
-    def _draw(self) -> None:
+    def _draw(self, *_args) -> None:
         record = self.routing_records().get(self.picker.combo.currentText())
         tree_item = self.tree_plot.getPlotItem()
         tree_item.clear()

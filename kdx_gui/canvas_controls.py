@@ -93,22 +93,50 @@ class CanvasControls(QWidget):
         self.opacity_label.setMinimumWidth(32)
         self.threshold_label.setMinimumWidth(60)
 
-        self.method.currentIndexChanged.connect(lambda: self._edit(method=self.method.currentData()))
-        self.rule.currentIndexChanged.connect(lambda: self._edit(target_rule=self.rule.currentData()))
-        self.target_class.currentIndexChanged.connect(
-            lambda i: self._edit(class_index=i) if i >= 0 else None)
-        self.colormap.currentTextChanged.connect(lambda name: self._edit(colormap=name))
-        self.opacity.valueChanged.connect(lambda v: self._edit(opacity=v / 100))
-        self.threshold.valueChanged.connect(lambda v: self._edit(threshold=float(v)))
-        self.scale.currentIndexChanged.connect(lambda: self._edit(shared_scale=bool(self.scale.currentData())))
+        self.method.currentIndexChanged.connect(self._method_changed)
+        self.rule.currentIndexChanged.connect(self._rule_changed)
+        self.target_class.currentIndexChanged.connect(self._class_changed)
+        self.colormap.currentTextChanged.connect(self._colormap_changed)
+        self.opacity.valueChanged.connect(self._opacity_changed)
+        self.threshold.valueChanged.connect(self._threshold_changed)
+        self.scale.currentIndexChanged.connect(self._scale_changed)
         self.reference.activated.connect(self._reference_chosen)
-        self.reference_n.valueChanged.connect(lambda n: self._edit(reference_n=n))
-        self.variant.currentTextChanged.connect(lambda name: self._edit(unicam_variant=name))
-        session.settingsChanged.connect(lambda _names: self.sync())
+        self.reference_n.valueChanged.connect(self._reference_n_changed)
+        self.variant.currentTextChanged.connect(self._variant_changed)
+        session.settingsChanged.connect(self.sync)
         session.engineReady.connect(self._engine_ready)
-        session.modelChanged.connect(lambda _role: self._fill_classes())
+        session.modelChanged.connect(self._fill_classes)
         self._syncing = False
         self.sync()
+
+    # one small slot per control: bound methods, so no lambda keeps the widget alive
+    def _method_changed(self, _index: int) -> None:
+        self._edit(method=self.method.currentData())
+
+    def _rule_changed(self, _index: int) -> None:
+        self._edit(target_rule=self.rule.currentData())
+
+    def _class_changed(self, index: int) -> None:
+        if index >= 0:
+            self._edit(class_index=index)
+
+    def _colormap_changed(self, name: str) -> None:
+        self._edit(colormap=name)
+
+    def _opacity_changed(self, value: int) -> None:
+        self._edit(opacity=value / 100)
+
+    def _threshold_changed(self, value: int) -> None:
+        self._edit(threshold=float(value))
+
+    def _scale_changed(self, _index: int) -> None:
+        self._edit(shared_scale=bool(self.scale.currentData()))
+
+    def _reference_n_changed(self, n: int) -> None:
+        self._edit(reference_n=n)
+
+    def _variant_changed(self, name: str) -> None:
+        self._edit(unicam_variant=name)
 
     def _engine_ready(self, status) -> None:
         from kdx_engine.cams import CAM_METHODS
@@ -125,7 +153,7 @@ class CanvasControls(QWidget):
                 widget.setToolTip(status.why_missing("unicam"))
         self.sync()
 
-    def _fill_classes(self) -> None:
+    def _fill_classes(self, *_args) -> None:
         self._syncing = True
         self.target_class.clear()
         self.target_class.addItems(list(self.session.class_names()))
@@ -152,7 +180,7 @@ class CanvasControls(QWidget):
     def set_reference_folder(self, folder: str | None) -> None:
         self.session.update_settings(reference_folder=folder)
 
-    def sync(self) -> None:
+    def sync(self, *_args) -> None:
         """Show ``session.settings`` without echoing the changes back."""
         s = self.session.settings
         self._syncing = True

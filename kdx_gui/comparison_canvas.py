@@ -154,11 +154,9 @@ class ComparisonCanvas(pg.GraphicsLayoutWidget):
         for row in range(2):
             self.ci.layout.setRowStretchFactor(row, 1)
         self.scene().sigMouseMoved.connect(self._mouse_moved)
-        session.comparisonChanged.connect(self.redraw)
-        session.settingsChanged.connect(lambda _names: self.redraw())
-        session.currentChanged.connect(lambda _index: self.redraw())
-        session.modelChanged.connect(lambda _role: self.redraw())
-        session.engineReady.connect(lambda _status: self.redraw())
+        for signal in (session.comparisonChanged, session.settingsChanged, session.currentChanged,
+                       session.modelChanged, session.engineReady):
+            signal.connect(self.redraw)
         self.redraw()
         self.reset_zoom()
 
@@ -187,7 +185,7 @@ class ComparisonCanvas(pg.GraphicsLayoutWidget):
         self.panels["input"].view.setRange(xRange=(0, width), yRange=(0, height), padding=0.02)
 
     # --- drawing -------------------------------------------------------------------------------
-    def redraw(self) -> None:
+    def redraw(self, *_args) -> None:
         comparison = self.session.comparison
         current = self.session.current_image
         if comparison is None or current is None or comparison.image_id != current.id:

@@ -48,7 +48,7 @@ class DatasetMetricsRunner(QWidget):
         self.resamples.setValue(200)
         self.resamples.setPrefix("bootstrap ")
         self.run_button = QPushButton("Run")
-        self.run_button.clicked.connect(lambda: self.run())
+        self.run_button.clicked.connect(self._run_clicked)
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.job = None
@@ -61,10 +61,13 @@ class DatasetMetricsRunner(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row)
         layout.addWidget(self.status)
-        session.engineReady.connect(lambda _status: self.refresh())
-        session.modelChanged.connect(lambda _role: self.refresh())
+        session.engineReady.connect(self.refresh)
+        session.modelChanged.connect(self.refresh)
         session.datasetMetricsChanged.connect(self.refresh)
         self.refresh()
+
+    def _run_clicked(self) -> None:
+        self.run()
 
     def choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Dataset folder (class_name/image)",
@@ -92,7 +95,7 @@ class DatasetMetricsRunner(QWidget):
             return "choose a dataset folder (class_name/image, n ≥ 32 images)"
         return None
 
-    def refresh(self) -> None:
+    def refresh(self, *_args) -> None:
         reason = self.blocker()
         self.run_button.setEnabled(reason is None)
         self.run_button.setToolTip(reason or "Compute FSS, CKA, RS and partial RS over the folder")
@@ -123,13 +126,16 @@ class DatasetMetricsRunner(QWidget):
 
         self.status.setText("computing…")
         self.job = self.jobs.submit(f"dataset metrics on {Path(folder).name}", work, key="dataset-metrics",
-                                    on_success=lambda result: self._done(result, folder),
-                                    on_failure=self._failed, on_cancel=lambda: self._failed("cancelled"))
+                                    on_success=self._done, on_failure=self._failed, on_cancel=self._cancelled)
+        self.job_folder = folder
         return self.job
 
-    def _done(self, metrics, folder: str) -> None:
+    def _done(self, metrics) -> None:
         self.job = None
-        self.session.set_dataset_metrics(metrics, folder)
+        self.session.set_dataset_metrics(metrics, self.job_folder)
+
+    def _cancelled(self) -> None:
+        self._failed("cancelled")
 
     def _failed(self, message: str) -> None:
         self.job = None
@@ -205,7 +211,7 @@ class LayerMetricsView(QWidget):
                                  c.value, c.low, c.high])
         self.table.set_rows(rows)
 
-    def _draw_heatmaps(self) -> None:
+    def _draw_heatmaps(self, *_args) -> None:
         metrics = self.session.dataset_metrics
         key = self.pair_box.currentData()
         if metrics is None or key is None:

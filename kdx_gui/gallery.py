@@ -138,11 +138,11 @@ class GalleryView(QWidget):
         self.filter_box = QComboBox()
         for key, text in FILTERS.items():
             self.filter_box.addItem(text, key)
-        self.filter_box.currentIndexChanged.connect(lambda: self.set_filter(self.filter_box.currentData()))
+        self.filter_box.currentIndexChanged.connect(self._filter_chosen)
         self.sort_box = QComboBox()
         for key, text in SORTS.items():
             self.sort_box.addItem(text, key)
-        self.sort_box.currentIndexChanged.connect(lambda: self.set_sort(self.sort_box.currentData()))
+        self.sort_box.currentIndexChanged.connect(self._sort_chosen)
         self.add_button = QPushButton("Add images…")
         self.add_button.clicked.connect(self.open_dialog)
         self.count_label = QLabel()
@@ -167,7 +167,7 @@ class GalleryView(QWidget):
 
         session.imagesChanged.connect(self.rebuild)
         session.predictionsChanged.connect(self.refresh_predictions)
-        session.modelChanged.connect(lambda _role: self.refresh_predictions())
+        session.modelChanged.connect(self.refresh_predictions)
         session.currentChanged.connect(self._select_current)
         self.rebuild()
 
@@ -264,7 +264,7 @@ class GalleryView(QWidget):
         self.refresh_predictions()
         self._select_current(self.session.current)
 
-    def refresh_predictions(self) -> None:
+    def refresh_predictions(self, *_args) -> None:
         names = self.session.class_names()
         for row, item in enumerate(self.session.images):
             entry = self.model.item(row)
@@ -296,6 +296,12 @@ class GalleryView(QWidget):
             entry.setIcon(QIcon(badged_pixmap(item.thumbnail, agree, wrong)))
         self.proxy.invalidate()
         self._update_count()
+
+    def _filter_chosen(self, _index: int) -> None:
+        self.set_filter(self.filter_box.currentData())
+
+    def _sort_chosen(self, _index: int) -> None:
+        self.set_sort(self.sort_box.currentData())
 
     def set_filter(self, mode: str) -> None:
         self.proxy.set_mode(mode)

@@ -48,11 +48,11 @@ class Job(QObject):
         self._fn = fn
         self._last_report = 0.0
         self.progress = Progress(self._report)
-        self.started.connect(lambda: self._set_state("running"))
+        self.started.connect(self._mark_running)
         self.progressed.connect(self._remember_progress)
-        self.succeeded.connect(lambda _result: self._set_state("done"))
+        self.succeeded.connect(self._mark_done)
         self.failed.connect(self._remember_failure)
-        self.cancelled.connect(lambda: self._set_state("cancelled"))
+        self.cancelled.connect(self._mark_cancelled)
 
     def cancel(self) -> None:
         self.progress.cancel()
@@ -61,8 +61,14 @@ class Job(QObject):
     def is_cancel_requested(self) -> bool:
         return self.progress.cancelled
 
-    def _set_state(self, state: str) -> None:
-        self.state = state
+    def _mark_running(self) -> None:
+        self.state = "running"
+
+    def _mark_done(self, _result) -> None:
+        self.state = "done"
+
+    def _mark_cancelled(self) -> None:
+        self.state = "cancelled"
 
     def _remember_progress(self, fraction: float, message: str) -> None:
         self.fraction, self.message = fraction, message
@@ -97,6 +103,7 @@ class Job(QObject):
                 self.cancelled.emit()  # the result came too late to be wanted
             else:
                 self.succeeded.emit(result)
+        self._fn = None  # the job's inputs can go now
         self.finished.emit()
 
 
@@ -156,19 +163,31 @@ class JobRunner(QObject):
             job.failed.connect(lambda message, _details: on_failure(message))
         if on_cancel is not None:
             job.cancelled.connect(on_cancel)
-        job.started.connect(lambda: self.jobStarted.emit(job))
-        job.progressed.connect(lambda *_: self.jobProgressed.emit(job))
-        job.failed.connect(lambda *_: self.jobFailed.emit(job))
-        job.finished.connect(lambda: self._forget(job))
+        job.started.connect(self._job_started)
+        job.progressed.connect(self._job_progressed)
+        job.failed.connect(self._job_failed)
+        job.finished.connect(self._job_finished)
         self._jobs.append(job)
         self.jobQueued.emit(job)
         self._pool.start(_Runnable(job))
         return job
 
-    def _forget(self, job: Job) -> None:
+    # Bound methods, not lambdas: a lambda holding the runner would keep it (and the window) alive.
+    def _job_started(self) -> None:
+        self.jobStarted.emit(self.sender())
+
+    def _job_progressed(self, *_args) -> None:
+        self.jobProgressed.emit(self.sender())
+
+    def _job_failed(self, *_args) -> None:
+        self.jobFailed.emit(self.sender())
+
+    def _job_finished(self) -> None:
+        job = self.sender()
         if job in self._jobs:
             self._jobs.remove(job)
         self.jobEnded.emit(job)
+        job.deleteLater()  # drops its connections, and with them the callbacks' references
 
     def cancel_all(self) -> None:
         for job in self._jobs:

@@ -29,6 +29,7 @@ from .comparison_canvas import ComparisonCanvas
 from .demo import Demo, find_demo
 from .engine import import_engine
 from .gallery import GalleryView
+from .gc_policy import collect_on_gui_thread, freeze_long_lived
 from .jobs import JobRunner, JobStatusWidget
 from .metrics_dock import MetricsDock
 from .model_slot import ModelSlot
@@ -61,6 +62,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         configure_pyqtgraph()
+        collect_on_gui_thread()
         self.setWindowTitle("KDX — knowledge distillation explorer")
         self.settings = settings or AppSettings()
         self.session = Session(self)
@@ -163,10 +165,9 @@ class MainWindow(QMainWindow):
 
         view_menu = bar.addMenu("&View")
         self._action(view_menu, "&Reset zoom", self.canvas.reset_zoom, "Ctrl+0")
-        shared = self._action(view_menu, "&Shared map scale",
-                              lambda checked: self.session.update_settings(shared_scale=checked), "Ctrl+Alt+S")
-        shared.setCheckable(True)
-        self.session.settingsChanged.connect(lambda _n: shared.setChecked(self.session.settings.shared_scale))
+        self.shared_action = self._action(view_menu, "&Shared map scale", self._shared_scale_toggled, "Ctrl+Alt+S")
+        self.shared_action.setCheckable(True)
+        self.session.settingsChanged.connect(self._sync_shared_action)
         view_menu.addSeparator()
         view_menu.addAction(self.models_dock.toggleViewAction())
         view_menu.addAction(self.metrics.toggleViewAction())
@@ -178,15 +179,25 @@ class MainWindow(QMainWindow):
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&About KDX", self.about)
 
+    def _shared_scale_toggled(self, checked: bool) -> None:
+        self.session.update_settings(shared_scale=checked)
+
+    def _sync_shared_action(self, *_args) -> None:
+        self.shared_action.setChecked(self.session.settings.shared_scale)
+
     # --- engine and start-up -------------------------------------------------------------------
     def start_engine(self) -> None:
         """Import the engine in the first job; everything submitted later runs after it."""
         self.jobs.submit("loading engine…", import_engine, cancellable=False, on_success=self._engine_loaded,
-                         on_failure=lambda message: self.engine_label.setText(f"⚠ engine failed to load: {message}"))
+                         on_failure=self._engine_failed)
+
+    def _engine_failed(self, message: str) -> None:
+        self.engine_label.setText(f"⚠ engine failed to load: {message}")
 
     def _engine_loaded(self, status) -> None:
         missing = ", ".join(sorted(status.missing))
         self.engine_label.setText("engine ready" + (f" (not in this build: {missing})" if missing else ""))
+        freeze_long_lived()
         self.session.set_engine(status)
         self.engineLoaded.emit()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -65,8 +65,6 @@ def local_files(event) -> list[str]:
 class ModelSlot(QFrame):
     """One role's model: a drop target with the model's facts, its target layer and a status line."""
 
-    loadFinished = Signal(bool)  # True when a model was loaded, False when the file was refused
-
     def __init__(self, role: str, session: Session, jobs: JobRunner, settings: AppSettings,
                  parent: QWidget | None = None):
         super().__init__(parent)
@@ -83,7 +81,7 @@ class ModelSlot(QFrame):
         self.clear_button = QToolButton()
         self.clear_button.setText("×")
         self.clear_button.setToolTip(f"Remove the {self.title} model")
-        self.clear_button.clicked.connect(lambda: self.session.set_model(self.role, None))
+        self.clear_button.clicked.connect(self.clear)
         heading = QLabel(f"<b style='color:{ROLE_COLOURS[role]}'>{self.title}</b>")
         header = QHBoxLayout()
         header.addWidget(heading)
@@ -123,6 +121,9 @@ class ModelSlot(QFrame):
         layout.addWidget(self.status)
         session.modelChanged.connect(self._model_changed)
         self.refresh()
+
+    def clear(self) -> None:
+        self.session.set_model(self.role, None)
 
     # --- loading -------------------------------------------------------------------------------
     def open_dialog(self) -> None:
@@ -164,7 +165,6 @@ class ModelSlot(QFrame):
             self._failed(mismatch)
             return
         self.session.set_model(self.role, result)
-        self.loadFinished.emit(True)
 
     def _class_mismatch(self, model: LoadedModel) -> str | None:
         """The engine's message when the model disagrees with the other slots on the classes."""
@@ -181,7 +181,6 @@ class ModelSlot(QFrame):
         previous = self.session.models[self.role]
         kept = f" — kept {Path(previous.info.path).name}" if previous is not None else ""
         self.set_status(f"⚠ {message}{kept}", error=True)
-        self.loadFinished.emit(False)
 
     # --- drag and drop -------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:

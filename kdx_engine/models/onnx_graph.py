@@ -4,7 +4,9 @@ Layers are graph tensors. When the exporter kept PyTorch module names (the legac
 ``/layer4/layer4.1/relu_1/Relu`` node names, the dynamo exporter's ``pkg.torch.onnx.name_scopes``
 metadata), a module's layer is the one floating-point tensor its nodes hand to the rest of the graph;
 modules called more than once, or with no such single tensor, are left out (as the PyTorch backend
-leaves out modules that run twice). Without names, every floating-point node output is a layer under
+leaves out modules that run twice). Both exporters fold BatchNorm into the convolution before it: the
+legacy one names the folded tensor after the convolution, the dynamo one after the BatchNorm, so the
+other module of the pair has no layer. Without names, every floating-point node output is a layer under
 its tensor name.
 """
 from __future__ import annotations

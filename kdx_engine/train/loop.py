@@ -26,7 +26,11 @@ Log = Callable[[str], None]
 @dataclass(frozen=True)
 class TrainSettings:
     """Optimisation settings of one run; ``checkpoint_epochs`` are the epochs whose weights are kept
-    (0: the initial weights, which trajectory metrics measure distances from)."""
+    (0: the initial weights, which trajectory metrics measure distances from).
+
+    Parameters whose names contain one of ``logit_parameters`` (VAM θ, KDExplainer routing θ) learn
+    at ``logit_learning_rate_scale`` × the learning rate and without weight decay (our choice: the
+    demo's runs are short, and decay would pull every attention back to uniform)."""
 
     epochs: int
     batch_size: int = 64
@@ -34,6 +38,8 @@ class TrainSettings:
     weight_decay: float = 5e-4
     seed: int = 0
     checkpoint_epochs: tuple[int, ...] = ()
+    logit_parameters: tuple[str, ...] = ("vam_theta", "routing.")
+    logit_learning_rate_scale: float = 10.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -71,8 +77,7 @@ def train(model: nn.Module, data: TrainingData, recipe: Recipe, settings: TrainS
     ``before_epoch(epoch)`` (1-based) runs before each epoch, e.g. to anneal a temperature. Only
     parameters that require grad are optimised.
     """
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(parameters, lr=settings.learning_rate,
+    optimiser = torch.optim.AdamW(_parameter_groups(model, settings), lr=settings.learning_rate,
                                   weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(data) / settings.batch_size)
     total_steps = settings.epochs * steps_per_epoch
@@ -107,6 +112,19 @@ def train(model: nn.Module, data: TrainingData, recipe: Recipe, settings: TrainS
     model.eval()
     run.seconds = time.perf_counter() - start
     return run
+
+
+def _parameter_groups(model: nn.Module, settings: TrainSettings) -> list[dict]:
+    weights, logits = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            is_logit = any(key in name for key in settings.logit_parameters)
+            (logits if is_logit else weights).append(parameter)
+    groups = [{"params": weights}]
+    if logits:
+        groups.append({"params": logits, "weight_decay": 0.0,
+                       "lr": settings.learning_rate * settings.logit_learning_rate_scale})
+    return groups
 
 
 @torch.no_grad()

@@ -42,7 +42,11 @@ def test_child_input_is_the_routed_mixture_of_parent_outputs():
     parents = torch.stack([expert(x) for expert in model.levels[0]], 1)
     weights = model.routing_weights(0)
     captured = {}
-    model.levels[1][3].register_forward_hook(lambda m, inputs, out: captured.setdefault("in", inputs[0]))
+
+    def keep_input(module, inputs, output):
+        captured["in"] = inputs[0]
+
+    model.levels[1][3].register_forward_hook(keep_input)
     model(x)
     assert torch.allclose(captured["in"], weights[3, 0] * parents[:, 0] + weights[3, 1] * parents[:, 1],
                           atol=1e-6)

@@ -26,11 +26,12 @@ def _torchvision_mobilenet_v2():
     return torchvision.models.mobilenet_v2(num_classes=NUM_CLASSES).eval()
 
 
-# name: (builder, input size, CAM layer)
+# name: (builder, input size, CAM layer). vgg8 is explained at block3: its block4 output is pre-ReLU with
+# channel sums down to 1e-3, where XGrad-CAM's division leaves PyTorch float32 itself 4e-4 from float64.
 MODELS = {
     "resnet8": (_cifar("resnet8"), 32, "layer3"),
     "wrn_16_1": (_cifar("wrn_16_1"), 32, "block3"),
-    "vgg8": (_cifar("vgg8"), 32, "block4"),
+    "vgg8": (_cifar("vgg8"), 32, "block3"),
     "MobileNetV2": (_cifar("MobileNetV2"), 32, "blocks.6"),
     "resnet18": (make_resnet18, 64, "layer4"),
     "mobilenet_v2": (_torchvision_mobilenet_v2, 64, "features.17"),

@@ -91,7 +91,7 @@ def test_theta_checkpoint_and_folded_export_both_load(tmp_path, images):
 def test_attention_views_read_theta(tmp_path):
     vam = get_architecture("demo_resnet_small_vam").build(4)
     assert all(v == pytest.approx(1.0) for v in entropy_by_depth(vam).values())
-    assert float(vam_entropy_penalty(vam)) == pytest.approx(1.0)
+    assert float(vam_entropy_penalty(vam).detach()) == pytest.approx(1.0)
     with torch.no_grad():
         vam.stage2[0].conv1.vam_theta[0] = torch.tensor([50.0, 0.0, 0.0, 0.0])
     layers = {layer.layer: layer for layer in layer_attention(vam)}
