@@ -25,12 +25,14 @@ from PySide6.QtWidgets import (
 
 from .jobs import JobRunner
 from .panel_rendering import colormap_lut
+from .plots import SMALL_FONT, FittedLabel, plain_axes
 from .session import AttentionRecord, Session
 from .settings import AppSettings
 from .tables import CopyableTable
 
 SERIES_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
-GRID_COLUMNS = 4
+GRID_COLUMNS = 3
+MAX_WRITTEN = 4  # cell values are written on matrices of at most 4×4
 
 
 class AttentionReader(QObject):
@@ -66,10 +68,11 @@ class AttentionReader(QObject):
 class MatrixGrid(pg.GraphicsLayoutWidget):
     """Small titled heatmaps (values 0…1) in a grid, each cell's value written when the matrix is small."""
 
-    def __init__(self, columns: int = GRID_COLUMNS, parent=None):
+    def __init__(self, columns: int = GRID_COLUMNS, write_values: bool = True, parent=None):
         super().__init__(parent)
         self.setBackground("w")
         self.columns = columns
+        self.write_values = write_values
         self.lut = colormap_lut("viridis")
         self.titles: list[str] = []
         self.setMinimumHeight(160)
@@ -78,20 +81,24 @@ class MatrixGrid(pg.GraphicsLayoutWidget):
         """``items``: (title, matrix, axis note) per heatmap."""
         self.clear()
         self.titles = [title for title, _, _ in items]
+        columns = max(1, min(self.columns, len(items)))
+        for column in range(columns):
+            self.ci.layout.setColumnStretchFactor(column, 1)
         for index, (title, matrix, note) in enumerate(items):
-            cell = self.addLayout(row=index // self.columns, col=index % self.columns)
-            cell.addLabel(title, row=0, col=0, size="9pt", color="#222222")
+            cell = self.addLayout(row=index // columns, col=index % columns)
+            cell.addItem(FittedLabel(title, 18, size="8pt", color="#222222"), row=0, col=0)
             view = cell.addViewBox(row=1, col=0, lockAspect=True, invertY=True, enableMenu=False)
             view.setMouseEnabled(False, False)
             image = pg.ImageItem(matrix, levels=(0.0, 1.0), lut=self.lut)
             image.setRect(QRectF(0, 0, matrix.shape[1], matrix.shape[0]))
             view.addItem(image)
-            if matrix.size <= 64:
+            if self.write_values and max(matrix.shape) <= MAX_WRITTEN:
                 for (i, j), value in np.ndenumerate(matrix):
                     text = pg.TextItem(f"{value:.2f}", color="k" if value > 0.55 else "w", anchor=(0.5, 0.5))
+                    text.setFont(SMALL_FONT)
                     text.setPos(j + 0.5, i + 0.5)
                     view.addItem(text)
-            cell.addLabel(note, row=2, col=0, size="7pt", color="#555555")
+            cell.addItem(FittedLabel(note, 16, size="8pt", color="#555555"), row=2, col=0)
 
 
 class CheckpointPicker(QWidget):
@@ -150,13 +157,15 @@ class VamView(QWidget):
         item.showGrid(y=True, alpha=0.3)
         item.setMouseEnabled(False, False)
         item.hideButtons()
+        plain_axes(item)
         self.legend = item.addLegend(offset=(-10, -10))
         self.entropy_plot.setMinimumHeight(170)
-        self.grid = MatrixGrid()
+        self.grid = MatrixGrid(columns=4, write_values=False)
         self.table = CopyableTable(["model", "layer", "groups (out×in)", "mean row entropy"])
         splitter = QSplitter(Qt.Orientation.Vertical)
         for widget in (self.entropy_plot, self.grid, self.table):
             splitter.addWidget(widget)
+        splitter.setSizes([220, 420, 120])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.picker)
@@ -182,7 +191,8 @@ class VamView(QWidget):
             self.message.setText("No model with VAM parameters. Load a VAM student in a slot or use Add "
                                  "checkpoint…" + (f" ({others})" if others else ""))
         else:
-            self.message.setText(f"{len(records)} VAM model(s); attention A = softmax(θ/τ) over input groups.")
+            self.message.setText(f"{len(records)} VAM model(s). Heatmaps: attention A = softmax(θ/τ), rows = "
+                                 "output groups, columns = input groups; H̄ = mean normalised row entropy.")
         rows = []
         for index, (name, record) in enumerate(records.items()):
             entropy = [layer.mean_row_entropy for layer in record.vam_layers]
@@ -199,8 +209,8 @@ class VamView(QWidget):
         if record is None:
             self.grid.set_matrices([])
             return
-        self.grid.set_matrices([(layer.layer, layer.attention, f"H̄ = {layer.mean_row_entropy:.2f} · rows: output "
-                                 "groups, columns: input groups") for layer in record.vam_layers])
+        self.grid.set_matrices([(layer.layer, layer.attention, f"H̄ = {layer.mean_row_entropy:.2f}")
+                                for layer in record.vam_layers])
 
 
 def tree_layout(tree, level_sizes: list[int]) -> tuple[dict, list]:
@@ -214,19 +224,21 @@ def tree_layout(tree, level_sizes: list[int]) -> tuple[dict, list]:
     positions: dict[tuple[int, int], tuple[float, float]] = {}
     for x, k in enumerate(tree.dendrogram_order()):
         positions[(levels, k)] = (float(x), -float(levels))
+    live = set(positions)
     edges = []
     for level in range(levels - 1, -1, -1):
-        parents = tree.parents[level]
-        children = {}
-        for child, parent in enumerate(parents):
-            children.setdefault(int(parent), []).append(child)
+        children: dict[int, list[float]] = {}
+        for child, parent in enumerate(tree.parents[level]):
             edges.append(((level + 1, child), (level, int(parent))))
-        right = max(x for x, _ in positions.values()) + 1
+            if (level + 1, child) in live:
+                children.setdefault(int(parent), []).append(positions[(level + 1, child)][0])
+        used = {expert: float(np.mean(xs)) for expert, xs in children.items()}
+        right = max([positions[node][0] for node in live] + list(used.values())) + 1
         for expert in range(level_sizes[level]):
-            xs = [positions[(level + 1, c)][0] for c in children.get(expert, []) if (level + 1, c) in positions]
-            if xs:
-                positions[(level, expert)] = (float(np.mean(xs)), -float(level))
-            else:
+            if expert in used:
+                positions[(level, expert)] = (used[expert], -float(level))
+                live.add((level, expert))
+            else:  # no class reads it: set aside to the right of the tree
                 positions[(level, expert)] = (right, -float(level))
                 right += 1
     return positions, edges
@@ -276,8 +288,8 @@ class RoutingView(QWidget):
             self.message.setText("No KDExplainer model. Use Add checkpoint… to open one"
                                  + (f" ({others})" if others else ""))
         else:
-            self.message.setText("Routing A = softmax(θ/t) at the reference temperature; rows: children, "
-                                 "columns: parents.")
+            self.message.setText("Routing A = softmax(θ/t) at the reference temperature (rows: children, columns: "
+                                 "parents). Class paths: rows = classes, columns = that level's experts.")
         self._draw()
 
     def _draw(self, *_args) -> None:
@@ -293,9 +305,9 @@ class RoutingView(QWidget):
         levels = len(record.routing)
         names = [f"level {i + 1} → {i + 2}" if i < levels - 1 else f"level {i + 1} → class heads"
                  for i in range(levels)]
-        self.routing_grid.set_matrices([(name, matrix, "rows: children · columns: parents")
+        self.routing_grid.set_matrices([(name, matrix, "×".join(map(str, matrix.shape)))
                                         for name, matrix in zip(names, record.routing)])
-        self.path_grid.set_matrices([(f"class paths, level {i + 1}", paths, "rows: classes · columns: experts")
+        self.path_grid.set_matrices([(f"class paths, level {i + 1}", paths, "×".join(map(str, paths.shape)))
                                      for i, paths in enumerate(record.class_paths)])
         self.table.set_rows([[name, "×".join(map(str, m.shape)), e]
                              for name, m, e in zip(names, record.routing, record.routing_entropy)])
@@ -306,13 +318,14 @@ class RoutingView(QWidget):
         level_sizes = [m.shape[1] for m in record.routing]
         positions, edges = tree_layout(record.tree, level_sizes)
         self.tree_positions = positions
-        used = {parent for _, parent in edges if _reaches_class(parent, edges, len(level_sizes))}
+        class_level = len(level_sizes)
+        used = {parent for _, parent in edges if _reaches_class(parent, edges, class_level)}
         for child, parent in edges:
+            if child[0] != class_level and child not in used:
+                continue  # an expert no class reads: shown aside, without its edge
             (x0, y0), (x1, y1) = positions[child], positions[parent]
-            live = parent in used and (child[0] == len(level_sizes) or child in used)
             middle = (y0 + y1) / 2
-            item.plot([x0, x0, x1, x1], [y0, middle, middle, y1],
-                      pen=pg.mkPen("#444444" if live else "#cccccc", width=2 if live else 1))
+            item.plot([x0, x0, x1, x1], [y0, middle, middle, y1], pen=pg.mkPen("#444444", width=2))
         classes = len(record.tree.parents[-1])
         class_names = record.class_names if len(record.class_names) == classes else \
             tuple(f"class {k}" for k in range(classes))

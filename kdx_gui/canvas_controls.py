@@ -21,7 +21,7 @@ from kdx_engine.figures import COLORMAPS
 from .session import UNICAM_VARIANTS, Session
 from .settings import AppSettings
 
-TARGET_RULES = {"predicted": "each model's prediction", "true": "true class", "class": "one class:"}
+TARGET_RULES = {"predicted": "predicted", "true": "true class", "class": "one class:"}
 GALLERY_REFERENCE = "gallery images"
 FOLDER_REFERENCE = "folder…"
 
@@ -38,7 +38,8 @@ class CanvasControls(QWidget):
         self.rule = QComboBox()
         for key, text in TARGET_RULES.items():
             self.rule.addItem(text, key)
-        self.rule.setToolTip("Which class each map explains")
+        self.rule.setToolTip("Which class each map explains: each model's own prediction, the image's true class "
+                             "(from its folder or file name), or one chosen class for every model")
         self.target_class = QComboBox()
         self.target_class.setToolTip("The class explained by every model when the rule is 'one class'")
         self.colormap = QComboBox()

@@ -8,10 +8,10 @@ import textwrap
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QTextOption
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 
-from .panel_rendering import DIVERGING, panel_scales, render_panel, colormap_lut
+from .panel_rendering import DIVERGING, colormap_lut, panel_scales, render_panel
+from .plots import FittedLabel
 from .session import PANEL_KEYS, ROLE_COLOURS, Session
 
 COLUMNS = 4
@@ -22,36 +22,11 @@ TITLE_COLOURS = {**ROLE_COLOURS, "input": "#222222", "distilled": "#6a1b9a", "re
 MESSAGE_COLOUR = "#5f6368"
 NOTE_COLOUR = "#b26a00"
 WRAP = 30
-TITLE_HEIGHT, SUBTITLE_HEIGHT, READOUT_HEIGHT = 22, 40, 18
+TITLE_HEIGHT, SUBTITLE_HEIGHT, NOTE_HEIGHT, READOUT_HEIGHT = 22, 30, 46, 18
 
 
-class PanelLabel(pg.LabelItem):
-    """Centred text that wraps to its panel's width within a fixed height, so text never resizes a panel
-    (equal panels keep linked zoom exact); what does not fit is clipped."""
-
-    def __init__(self, text: str, height: int, **opts):
-        self.fixed_height = height
-        super().__init__(text, **opts)
-        self.item.document().setDefaultTextOption(QTextOption(Qt.AlignmentFlag.AlignHCenter))
-        self.setFlag(self.GraphicsItemFlag.ItemClipsChildrenToShape)
-
-    def updateMin(self) -> None:
-        height = self.fixed_height
-        self.setMinimumSize(0, height)
-        self.setMaximumHeight(height)
-        self._sizeHint = {Qt.SizeHint.MinimumSize: (0, height), Qt.SizeHint.PreferredSize: (0, height),
-                          Qt.SizeHint.MaximumSize: (-1, height), Qt.SizeHint.MinimumDescent: (0, 0)}
-        self.updateGeometry()
-
-    def resizeEvent(self, event) -> None:
-        width = max(self.rect().width() - 4, 20.0)
-        if abs(self.item.textWidth() - width) > 0.5:
-            self.item.setTextWidth(width)
-        super().resizeEvent(event)
-
-
-def _label(cell: pg.GraphicsLayout, row: int, height: int, text: str = "", **opts) -> PanelLabel:
-    label = PanelLabel(text, height, **opts)
+def _label(cell: pg.GraphicsLayout, row: int, height: int, text: str = "", **opts) -> FittedLabel:
+    label = FittedLabel(text, height, **opts)
     cell.addItem(label, row=row, col=0)
     return label
 
@@ -65,7 +40,8 @@ class PanelView:
                             color=TITLE_COLOURS[key])
         self.subtitle = _label(cell, 1, SUBTITLE_HEIGHT, size="8pt", color="#444444")
         self.view: pg.ViewBox = cell.addViewBox(row=2, col=0, lockAspect=True, invertY=True, enableMenu=False)
-        self.readout = _label(cell, 3, READOUT_HEIGHT, size="8pt", color="#222222")
+        self.note = _label(cell, 3, NOTE_HEIGHT, size="7pt", color=NOTE_COLOUR)
+        self.readout = _label(cell, 4, READOUT_HEIGHT, size="8pt", color="#222222")
         cell.layout.setRowStretchFactor(2, 10)
         self.image = pg.ImageItem()
         self.view.addItem(self.image)
@@ -80,6 +56,7 @@ class PanelView:
         self.values: np.ndarray | None = None
         self.kind = "map"
         self.message_text = ""
+        self.note_text = ""
         self.readout_text = ""
 
     def show_message(self, text: str, frame_size: tuple[int, int]) -> None:
@@ -101,11 +78,11 @@ class PanelView:
         self.image.setRect(QRectF(0, 0, rgb.shape[1], rgb.shape[0]))
 
     def set_texts(self, title: str, subtitle: str, note: str | None) -> None:
+        """Title, what the map is, and the engine's note on why it is blank or broken (if any)."""
         self.title.setText(title)
-        html = subtitle
-        if note:
-            html += f"<br><span style='color:{NOTE_COLOUR}'>⚠ {note}</span>"
-        self.subtitle.setText(html)
+        self.subtitle.setText(subtitle)
+        self.note_text = f"⚠ {note}" if note else ""
+        self.note.setText(self.note_text)
 
     def value_at(self, x: float, y: float) -> str:
         """The value under (x, y) in frame pixels: RGB for the input, the raw map value otherwise."""
@@ -175,6 +152,7 @@ class ComparisonCanvas(pg.GraphicsLayoutWidget):
             cell.setMinimumSize(max(width, 10), max(height, 10))
             cell.setMaximumSize(max(width, 10), max(height, 10))
         super().resizeEvent(event)
+        QTimer.singleShot(0, self.reset_zoom)  # once the new layout is in place
 
     @property
     def views(self) -> dict[str, pg.ViewBox]:
@@ -233,7 +211,8 @@ class ComparisonCanvas(pg.GraphicsLayoutWidget):
         if cam_scale is not None:
             self.colour_bar.setLevels((cam_scale.low, cam_scale.high if cam_scale.high > cam_scale.low else
                                        cam_scale.low + 1))
-        mode = "shared scale per group (0…max)" if settings.shared_scale else "per-panel min–max scale"
+        mode = "shared scale per group (0…max)" if settings.shared_scale else \
+            "per-panel min–max scale (bar: the first model's map)"
         threshold = f"; below the {settings.threshold:.0f}th percentile hidden" if settings.threshold > 0 else ""
         self.scale_label.setText(f"{mode}{threshold}<br>T − S: {DIVERGING}, blue = Student higher")
         self.status.setText("updating…" if stale or self.session.analysing else "")

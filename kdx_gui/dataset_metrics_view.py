@@ -153,8 +153,8 @@ class LayerMetricsView(QWidget):
         self.fss_plot = IntervalPlot("FSS by matched stage (95% interval)", "FSS (R²*)")
         self.pair_box = QComboBox()
         self.pair_box.currentIndexChanged.connect(self._draw_heatmaps)
-        self.fss_heatmap = Heatmap("stage×stage FSS", "viridis", (0.0, 1.0))
-        self.cka_heatmap = Heatmap("stage×stage linear CKA", "viridis", (0.0, 1.0))
+        self.fss_heatmap = Heatmap("FSS", "viridis", (0.0, 1.0), show_bar=False)
+        self.cka_heatmap = Heatmap("linear CKA", "viridis", (0.0, 1.0), show_bar=False)
         self.table = CopyableTable(["pair", "stage a", "stage b", "FSS", "FSS low", "FSS high", "CKA", "CKA low",
                                     "CKA high"])
         heatmaps = QSplitter(Qt.Orientation.Horizontal)
@@ -163,6 +163,7 @@ class LayerMetricsView(QWidget):
         pair_row = QHBoxLayout()
         pair_row.addWidget(QLabel("Models"))
         pair_row.addWidget(self.pair_box)
+        pair_row.addWidget(QLabel("stage × stage; colour 0 (dark) → 1 (yellow)"))
         pair_row.addStretch(1)
         lower = QWidget()
         lower_layout = QVBoxLayout(lower)
@@ -196,8 +197,8 @@ class LayerMetricsView(QWidget):
         for (a, b), items in pairs.items():
             self.fss_plot.add_series(pair_name(a, b), list(range(1, len(items) + 1)),
                                      [p.result.value for p in items], [p.result.low for p in items],
-                                     [p.result.high for p in items], PAIR_COLOURS.get((a, b), "#444444"),
-                                     tick_names=[f"{p.layer_a}↔{p.layer_b}" for p in items] if (a, b) == ("teacher", "student") else None)
+                                     [p.result.high for p in items], PAIR_COLOURS.get((a, b), "#444444"))
+        self.fss_plot.plot_item.setLabel("bottom", "matched stage pair, by depth (stages in the table)")
         for matrix in metrics.fss_matrix:
             self.pair_box.addItem(pair_name(matrix.a, matrix.b), (matrix.a, matrix.b))
         self.pair_box.blockSignals(False)
@@ -220,10 +221,10 @@ class LayerMetricsView(QWidget):
                                          (self.cka_heatmap, metrics.cka_matrix, "CKA")):
             matrix = next(m for m in matrices if (m.a, m.b) == key)
             values = np.array([[v.value for v in row] for row in matrix.values], dtype=float)
-            texts = [[f"{v.value:.2f}\n[{v.low:.2f}, {v.high:.2f}]" if np.isfinite(v.value) else "—"
-                      for v in row] for row in matrix.values]
-            heatmap.set_matrix(values, matrix.rows, matrix.columns, f"{ROLE_TITLES[matrix.a]} stage",
-                               f"{ROLE_TITLES[matrix.b]} stage", texts)
+            texts = [[f"{v.value:.2f}" if np.isfinite(v.value) else "—" for v in row] for row in matrix.values]
+            row_title = f"{ROLE_TITLES[matrix.a]} stage" if heatmap is self.fss_heatmap else ""
+            heatmap.set_matrix(values, matrix.rows, matrix.columns, row_title, f"{ROLE_TITLES[matrix.b]} stage",
+                               texts)
 
 
 class RelevanceView(QWidget):

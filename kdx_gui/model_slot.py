@@ -32,7 +32,7 @@ MODEL_FILTER = "Models (*.pt *.pth *.pth.tar *.ckpt *.ts *.pt2 *.safetensors *.o
 FIELDS = ("file", "format", "architecture", "classes", "input", "parameters")
 FIELD_LABELS = {"file": "File", "format": "Format", "architecture": "Architecture", "classes": "Classes",
                 "input": "Input", "parameters": "Parameters"}
-LAYER_SEPARATOR = "  —  "
+
 
 
 @dataclass(frozen=True)
@@ -252,17 +252,22 @@ class ModelSlot(QFrame):
             if not layer.is_spatial:
                 continue
             shape = "×".join(str(d) for d in layer.shape)
-            stride = f", stride {layer.stride}" if layer.stride else ""
-            self.layer_picker.addItem(f"{layer.name}{LAYER_SEPARATOR}{shape}{stride}", layer.name)
+            self.layer_picker.addItem(f"{layer.name}  ({shape})", layer.name)
+            self.layer_picker.setItemData(self.layer_picker.count() - 1,
+                                          f"{layer.name}: output {shape}, stride {layer.stride}",
+                                          Qt.ItemDataRole.ToolTipRole)
         index = self.layer_picker.findData(model.target_layer)
         if index >= 0:
             self.layer_picker.setCurrentIndex(index)
         else:
             self.layer_picker.setEditText(model.target_layer or "")
+        self.layer_picker.lineEdit().setCursorPosition(0)  # the start of the name, not its tail
         self.layer_picker.blockSignals(False)
 
     def current_layer_text(self) -> str:
-        return self.layer_picker.currentText().split(LAYER_SEPARATOR)[0].strip()
+        """The layer name in the picker (items read "name  (C×H×W)"; a typed name stands alone)."""
+        text = self.layer_picker.currentText().strip()
+        return text.split()[0] if text else ""
 
     def _layer_chosen(self, *_args) -> None:
         model = self.session.models[self.role]

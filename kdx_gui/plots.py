@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QFont, QTextOption
 
 from .panel_rendering import colormap_lut
 
@@ -13,16 +14,52 @@ def configure_pyqtgraph() -> None:
     pg.setConfigOptions(imageAxisOrder="row-major", background="w", foreground="k", antialias=True)
 
 
+SMALL_FONT = QFont()
+SMALL_FONT.setPointSize(8)
+
+
+def plain_axes(plot_item: pg.PlotItem) -> None:
+    """Axis numbers as they are: no "(×0.001)" SI rescaling of values that live in [−1, 1]."""
+    for name in ("left", "bottom"):
+        plot_item.getAxis(name).enableAutoSIPrefix(False)
+
+
 def colour_map(name: str) -> pg.ColorMap:
     lut = colormap_lut(name)
     return pg.ColorMap(np.linspace(0.0, 1.0, len(lut)), lut)
+
+
+class FittedLabel(pg.LabelItem):
+    """Centred text that wraps to the width it is given within a fixed height, so text never widens its
+    cell (equal cells keep linked zoom exact, grids fit their widget); what does not fit is clipped."""
+
+    def __init__(self, text: str, height: int, **opts):
+        self.fixed_height = height
+        super().__init__(text, **opts)
+        self.item.document().setDefaultTextOption(QTextOption(Qt.AlignmentFlag.AlignHCenter))
+        self.setFlag(self.GraphicsItemFlag.ItemClipsChildrenToShape)
+
+    def updateMin(self) -> None:
+        height = self.fixed_height
+        self.setMinimumSize(0, height)
+        self.setMaximumHeight(height)
+        self._sizeHint = {Qt.SizeHint.MinimumSize: (0, height), Qt.SizeHint.PreferredSize: (0, height),
+                          Qt.SizeHint.MaximumSize: (-1, height), Qt.SizeHint.MinimumDescent: (0, 0)}
+        self.updateGeometry()
+
+    def resizeEvent(self, event) -> None:
+        width = max(self.rect().width() - 4, 20.0)
+        if abs(self.item.textWidth() - width) > 0.5:
+            self.item.setTextWidth(width)
+        super().resizeEvent(event)
+
 
 
 class Heatmap(pg.PlotWidget):
     """A matrix with named rows and columns, each cell's value written on it, and a colour bar."""
 
     def __init__(self, title: str = "", colormap: str = "viridis", levels: tuple[float, float] = (0.0, 1.0),
-                 parent=None):
+                 show_bar: bool = True, parent=None):
         super().__init__(parent)
         self.plot_item: pg.PlotItem = self.getPlotItem()
         self.plot_item.setTitle(title, size="9pt")
@@ -30,11 +67,14 @@ class Heatmap(pg.PlotWidget):
         self.plot_item.setAspectLocked(False)
         self.plot_item.setMouseEnabled(False, False)
         self.plot_item.hideButtons()
+        plain_axes(self.plot_item)
         self.image = pg.ImageItem()
+        self.image.setLookupTable(colour_map(colormap).getLookupTable(nPts=256))
         self.plot_item.addItem(self.image)
         self.levels = levels
-        self.bar = pg.ColorBarItem(values=levels, colorMap=colour_map(colormap), interactive=False, width=12)
-        self.bar.setImageItem(self.image, insert_in=self.plot_item)
+        if show_bar:
+            self.bar = pg.ColorBarItem(values=levels, colorMap=colour_map(colormap), interactive=False, width=12)
+            self.bar.setImageItem(self.image, insert_in=self.plot_item)
         self.texts: list[pg.TextItem] = []
         self.matrix = np.zeros((0, 0))
         self.setMinimumHeight(180)
@@ -62,6 +102,7 @@ class Heatmap(pg.PlotWidget):
                 text = cell_texts[i][j] if cell_texts else ("—" if np.isnan(value) else f"{value:.2f}")
                 unit = (value - self.levels[0]) / (self.levels[1] - self.levels[0] or 1)
                 item = pg.TextItem(text, color="k" if np.isnan(value) or unit > 0.55 else "w", anchor=(0.5, 0.5))
+                item.setFont(SMALL_FONT)
                 item.setPos(j + 0.5, i + 0.5)
                 self.plot_item.addItem(item)
                 self.texts.append(item)
@@ -79,7 +120,8 @@ class IntervalPlot(pg.PlotWidget):
         self.plot_item.showGrid(x=False, y=True, alpha=0.3)
         self.plot_item.setMouseEnabled(False, False)
         self.plot_item.hideButtons()
-        self.legend = self.plot_item.addLegend(offset=(-10, 10))
+        plain_axes(self.plot_item)
+        self.legend = self.plot_item.addLegend(offset=(10, 5), colCount=3)  # one row along the top
         self.series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.setMinimumHeight(170)
 
@@ -96,5 +138,12 @@ class IntervalPlot(pg.PlotWidget):
                                                bottom=y - np.asarray(low, float), beam=0.15, pen=pg.mkPen(colour)))
         self.plot_item.plot(x_arr, y, pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=7,
                             symbolBrush=colour, symbolPen=colour, name=name)
-        if tick_names is not None:
-            self.plot_item.getAxis("bottom").setTicks([list(zip(x, tick_names))])
+        names = tick_names if tick_names is not None else [str(int(v)) for v in x]
+        self.plot_item.getAxis("bottom").setTicks([list(zip(x, names))])
+        lows, highs = [np.nanmin(np.asarray(low, float))], [np.nanmax(np.asarray(high, float))]
+        for item in self.series.values():
+            lows.append(np.nanmin(item[1]))
+            highs.append(np.nanmax(item[1]))
+        bottom, top = float(np.nanmin(lows)), float(np.nanmax(highs))
+        span = top - bottom if top > bottom else 1.0
+        self.plot_item.setYRange(bottom - 0.05 * span, top + 0.3 * span, padding=0)  # room for the legend

@@ -1,19 +1,21 @@
-"""A work-around for a reference-count bug in PySide6 (seen in 6.12.0).
+"""A work-around for PySide6 6.12 on Python 3.11: it returns ``None``, ``True`` and ``False`` without
+taking a new reference.
 
-``SignalInstance.emit()`` returns ``True`` without taking a new reference, so every signal emitted from
-Python takes one reference away from ``True``. After a few thousand emits (pyqtgraph emits on every
-mouse move and range change) Python aborts with "bool_dealloc: deallocating True or False". The bug
-is detected at run time; where present, ``emit`` is wrapped to give the reference back. A PySide6
-without the bug is left untouched.
+On Python ≥ 3.12 these three objects are immortal and a missing reference costs nothing; on 3.11
+every ``label.setText(...)``, ``timer.start()`` or ``signal.emit(...)`` takes one reference away, and
+after a few thousand calls Python aborts with "none_dealloc: deallocating None" (or ``bool_dealloc``).
+Where the loss is detected, the three objects get a reserve of 2⁴⁰ references, which makes them as
+good as immortal, as they are on 3.12. A PySide6 or Python without the bug is left untouched.
 """
 from __future__ import annotations
 
 import ctypes
 import sys
 
-from PySide6.QtCore import QObject, Signal, SignalInstance
+from PySide6.QtCore import QObject, Signal
 
-PROBE_EMITS = 64
+PROBE_CALLS = 64
+RESERVE = 1 << 40
 _applied = False
 
 
@@ -21,42 +23,31 @@ class _Probe(QObject):
     fired = Signal()
 
 
-def emit_steals_a_reference() -> int:
-    """How many references to True one ``emit()`` takes away (0 on a correct PySide6); the probe's
-    own losses are given back."""
+def references_lost_per_call() -> dict[str, float]:
+    """References to None and True lost per PySide6 call returning them (0 on a correct build)."""
     probe = _Probe()
-    before = sys.getrefcount(True)
-    for _ in range(PROBE_EMITS):
-        probe.fired.emit()
-    lost = before - sys.getrefcount(True)
-    _give_back(lost)
-    return round(lost / PROBE_EMITS)
-
-
-def _give_back(count: int) -> None:
-    incref = ctypes.pythonapi.Py_IncRef
-    incref.argtypes = [ctypes.py_object]
-    for _ in range(max(count, 0)):
-        incref(True)
+    none_before = sys.getrefcount(None)
+    for _ in range(PROBE_CALLS):
+        probe.setObjectName("probe")  # returns None
+    none_lost = none_before - sys.getrefcount(None)
+    true_before = sys.getrefcount(True)
+    for _ in range(PROBE_CALLS):
+        probe.fired.emit()  # returns True
+    true_lost = true_before - sys.getrefcount(True)
+    return {"None": none_lost / PROBE_CALLS, "True": true_lost / PROBE_CALLS}
 
 
 def apply() -> bool:
-    """Wrap ``SignalInstance.emit`` when this PySide6 has the bug; True when the wrapper is in place."""
+    """Give None, True and False their reserve when this PySide6 loses references to them."""
     global _applied
     if _applied:
         return True
-    if emit_steals_a_reference() < 1:
+    if sys.version_info >= (3, 12):
+        return False  # immortal already
+    lost = references_lost_per_call()
+    if max(lost.values()) < 0.5:
         return False
-    original = SignalInstance.emit
-    incref = ctypes.pythonapi.Py_IncRef
-    incref.argtypes = [ctypes.py_object]
-
-    def emit(self, *args):
-        result = original(self, *args)
-        if result is True or result is False:
-            incref(result)  # the reference PySide6 forgot to add (an extra one on a bool is harmless)
-        return result
-
-    SignalInstance.emit = emit
+    for singleton in (None, True, False):
+        ctypes.c_ssize_t.from_address(id(singleton)).value += RESERVE  # ob_refcnt, the first field
     _applied = True
     return True

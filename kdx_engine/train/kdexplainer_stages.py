@@ -33,10 +33,19 @@ def train_kdexplainer(model: KDExplainerNet, data: TrainingData, recipe: Recipe,
     def anneal(epoch: int) -> None:
         model.temperature.fill_(schedule.initial_temperature / epoch)
 
+    share = schedule.soft_epochs / (schedule.soft_epochs + schedule.hard_epochs)
     soft = train(model, data, recipe, dataclasses.replace(settings, epochs=schedule.soft_epochs),
-                 name=f"{name} (soft routing)", log=log, progress=progress, before_epoch=anneal)
+                 name=f"{name} (soft routing)", log=log, progress=_part(progress, 0.0, share),
+                 before_epoch=anneal)
     model.set_hard_routing()
     hard = train(model, data, recipe, dataclasses.replace(settings, epochs=schedule.hard_epochs,
                                                           seed=settings.seed + 1),
-                 name=f"{name} (hard routing)", log=log, progress=progress)
+                 name=f"{name} (hard routing)", log=log, progress=_part(progress, share, 1.0 - share))
     return soft, hard
+
+
+def _part(progress: Progress | None, start: float, span: float) -> Progress | None:
+    """A Progress for one stage, reporting into ``progress`` over [start, start + span]."""
+    if progress is None:
+        return None
+    return Progress(lambda fraction, message: progress.update(start + span * fraction, message))

@@ -6,7 +6,7 @@ from .demo_data import (
     ZOO_SPLIT_SIZES,
     balanced_prefix,
     demo_split,
-    test_slice,
+    fixed_test_slice,
     write_demo_dataset,
     zoo_splits,
 )
@@ -14,6 +14,6 @@ from .manifest import ZOO_MANIFEST, ZooManifest, ZooModel, read_zoo, write_zoo
 
 __all__ = [
     "DEMO_DATA", "FULL_PLAN", "QUICK_PLAN", "TEST_SLICE", "ZOO_MANIFEST", "ZOO_SPLIT_SIZES", "ZooManifest",
-    "ZooModel", "ZooPlan", "balanced_prefix", "build_zoo", "demo_split", "read_zoo", "test_slice",
+    "ZooModel", "ZooPlan", "balanced_prefix", "build_zoo", "demo_split", "fixed_test_slice", "read_zoo",
     "write_demo_dataset", "write_zoo", "zoo_splits",
 ]

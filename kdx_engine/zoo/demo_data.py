@@ -31,7 +31,7 @@ def zoo_splits(config: SyntheticConfig = DEMO_DATA,
     return demo_splits(config, dict(sizes))
 
 
-def test_slice(config: SyntheticConfig = DEMO_DATA, n: int = TEST_SLICE) -> SyntheticSplit:
+def fixed_test_slice(config: SyntheticConfig = DEMO_DATA, n: int = TEST_SLICE) -> SyntheticSplit:
     """The fixed test slice: a prefix of the ``test`` split (cue independent of the class)."""
     return generate_split(config, "test", n, None)
 

@@ -60,7 +60,7 @@ def test_a_blank_map_shows_the_engines_reason(window, qtbot, image_tree):
               "teacher": PanelResult("teacher", "Teacher", "gradcam", np.zeros(frame.shape[:2]),
                                      "all-zero map: the weighted activations are negative everywhere")}
     window.session.set_comparison(Comparison(item.id, panels))
-    assert "all-zero map" in window.canvas.panels["teacher"].subtitle.text
+    assert window.canvas.panels["teacher"].note_text.startswith("⚠ all-zero map")
     assert window.canvas.panels["teacher"].values is not None
 
 

@@ -6,11 +6,18 @@ import pytest
 
 from kdx_engine.cli import main
 from kdx_engine.models import load_model
-from kdx_engine.zoo import DEMO_DATA, balanced_prefix, demo_split, read_zoo, test_slice, write_demo_dataset
+from kdx_engine.zoo import (
+    DEMO_DATA,
+    balanced_prefix,
+    demo_split,
+    fixed_test_slice,
+    read_zoo,
+    write_demo_dataset,
+)
 
 
-def test_test_slice_is_a_prefix_of_the_demo_test_split():
-    first = test_slice(DEMO_DATA, 8)
+def test_fixed_test_slice_is_a_prefix_of_the_demo_test_split():
+    first = fixed_test_slice(DEMO_DATA, 8)
     longer = demo_split("test", 12)
     assert np.array_equal(first.images, longer.images[:8])
     aligned = demo_split("test_cue_aligned", 8)

@@ -8,7 +8,7 @@ import torch
 from kdx_engine.models import load_model
 from kdx_engine.train import model_inputs
 from kdx_engine.vam import has_vam_parameters
-from kdx_engine.zoo import read_zoo, test_slice
+from kdx_engine.zoo import fixed_test_slice, read_zoo
 
 ZOO_DIR = Path(__file__).resolve().parents[3] / "resources" / "models"
 SAMPLES_DIR = ZOO_DIR.parent / "samples"
@@ -19,7 +19,7 @@ WEIGHTS_BUDGET = 25 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def slice_split():
-    return test_slice(MANIFEST.data, MANIFEST.test_slice)
+    return fixed_test_slice(MANIFEST.data, MANIFEST.test_slice)
 
 
 @pytest.mark.parametrize("name, fmt", FILES, ids=[f"{n}-{f}" for n, f in FILES])
