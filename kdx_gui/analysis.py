@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -88,8 +87,14 @@ def predict_gallery(models: dict[str, LoadedModel], items: list, labels: list, s
         for start in range(0, len(items), BATCH):
             chunk, chunk_labels = items[start:start + BATCH], labels[start:start + BATCH]
             progress.update(done / steps, f"T–S map correlation {start}/{len(items)}")
-            t_maps, _ = _cam_maps(teacher, [i.image for i in chunk], chunk_labels, settings)
-            s_maps, _ = _cam_maps(student, [i.image for i in chunk], chunk_labels, settings)
+            try:
+                t_maps, _ = _cam_maps(teacher, [i.image for i in chunk], chunk_labels, settings)
+                s_maps, _ = _cam_maps(student, [i.image for i in chunk], chunk_labels, settings)
+            except (ValueError, RuntimeError, KeyError) as exc:  # predictions stand without the sort key
+                for item in chunk:
+                    correlation[item.id] = (math.nan, f"{settings.method} failed: {_first_line(exc)}")
+                done += len(chunk)
+                continue
             size = max(t_maps.shape[-1], s_maps.shape[-1])
             t_maps, s_maps = _resized(t_maps, size), _resized(s_maps, size)
             for item, a, b in zip(chunk, t_maps, s_maps):
@@ -144,7 +149,6 @@ def compare_image(models: dict[str, LoadedModel], item, label: int | None, setti
     panels = {"input": PanelResult("input", "Input", _input_subtitle(item, label, models), frame, kind="image")}
     probabilities: dict[str, np.ndarray] = {}
     normalised: dict[str, np.ndarray] = {}
-    roles_to_run = [role for role in ROLES if role in models]
     for index, role in enumerate(ROLES):
         progress.update(index / 6, f"{settings.method}: {ROLE_TITLES[role]}")
         model = models.get(role)
@@ -162,9 +166,9 @@ def compare_image(models: dict[str, LoadedModel], item, label: int | None, setti
         panels[key] = _unicam_panel(key, models, item, label, settings, engine, references, cache, size, progress)
     class_names = next((m.class_names for r, m in models.items()), ())
     comparison = {}
-    if "teacher" in normalised and "student" in normalised:
-        metrics = compare_maps(normalised["teacher"], normalised["student"], mask=mask)
-        comparison = {name: value for name, value in metrics.to_dict().items()}
+    if "teacher" in normalised and "student" in normalised:  # raw maps: the energy share needs them
+        metrics = compare_maps(panels["teacher"].values, panels["student"].values, mask=mask)
+        comparison = metrics.to_dict()
     progress.update(1.0, "done")
     return Comparison(
         image_id=item.id, panels=panels, probabilities=probabilities, class_names=tuple(class_names),
@@ -242,7 +246,8 @@ def _unicam_panel(key, models, item, label, settings, engine, references, cache,
     except (ValueError, RuntimeError, KeyError) as exc:
         return PanelResult(key, title, message=f"UniCAM failed: {_first_line(exc)}", group="unicam")
     values = _resized(explanation.maps, size)[0].numpy()
-    subtitle = f"{settings.unicam_variant} · {x_model.target_layer} · ref n={settings.reference_n}"
+    source = Path(settings.reference_folder).name if settings.reference_folder else "gallery"
+    subtitle = f"{settings.unicam_variant} · {x_model.target_layer} · ref {source}, n={settings.reference_n}"
     if "base" not in models:
         subtitle += " · no Base: Teacher stands in"
     return PanelResult(key, title, subtitle, values, explanation.notes[0], group="unicam")

@@ -7,7 +7,6 @@ the hard (argmax) tree with the classes as leaves, and the mean routing entropy 
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
@@ -32,7 +31,7 @@ from .tables import CopyableTable
 
 SERIES_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 GRID_COLUMNS = 3
-MAX_WRITTEN = 4  # cell values are written on matrices of at most 4×4
+MAX_WRITTEN, MAX_WRITTEN_COLUMNS = 4, 3  # cell values are written on small matrices only, where they fit
 
 
 class AttentionReader(QObject):
@@ -86,13 +85,13 @@ class MatrixGrid(pg.GraphicsLayoutWidget):
             self.ci.layout.setColumnStretchFactor(column, 1)
         for index, (title, matrix, note) in enumerate(items):
             cell = self.addLayout(row=index // columns, col=index % columns)
-            cell.addItem(FittedLabel(title, 18, size="8pt", color="#222222"), row=0, col=0)
+            cell.addItem(FittedLabel(title, 30, size="8pt", color="#222222"), row=0, col=0)
             view = cell.addViewBox(row=1, col=0, lockAspect=True, invertY=True, enableMenu=False)
             view.setMouseEnabled(False, False)
             image = pg.ImageItem(matrix, levels=(0.0, 1.0), lut=self.lut)
             image.setRect(QRectF(0, 0, matrix.shape[1], matrix.shape[0]))
             view.addItem(image)
-            if self.write_values and max(matrix.shape) <= MAX_WRITTEN:
+            if self.write_values and matrix.shape[0] <= MAX_WRITTEN and matrix.shape[1] <= MAX_WRITTEN_COLUMNS:
                 for (i, j), value in np.ndenumerate(matrix):
                     text = pg.TextItem(f"{value:.2f}", color="k" if value > 0.55 else "w", anchor=(0.5, 0.5))
                     text.setFont(SMALL_FONT)

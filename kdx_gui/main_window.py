@@ -32,7 +32,7 @@ from .gallery import GalleryView
 from .gc_policy import collect_on_gui_thread, freeze_long_lived
 from .jobs import JobRunner, JobStatusWidget
 from .metrics_dock import MetricsDock
-from .model_slot import ModelSlot
+from .model_slot import ModelSlot, local_files
 from .plots import configure_pyqtgraph
 from .project import PROJECT_SUFFIX, Project, ProjectError, load_project, save_project
 from .session import ROLE_TITLES, ROLES, Session
@@ -88,6 +88,7 @@ class MainWindow(QMainWindow):
         self.session.imagesChanged.connect(self._apply_pending_current)
         self.session.modelChanged.connect(self._apply_pending_layer)
         self.session.settingsChanged.connect(self._remember_view)
+        self.setAcceptDrops(True)
         self.resize(1600, 1000)
         geometry, state = self.settings.geometry(), self.settings.window_state()
         if geometry is not None:
@@ -323,6 +324,19 @@ class MainWindow(QMainWindow):
         if model is not None and layer and layer in model.backend.layer_names():
             del self._pending_layers[role]
             self.session.set_target_layer(role, layer)
+
+    def dragEnterEvent(self, event) -> None:
+        if local_files(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:
+        """Files dropped anywhere else than a slot or the gallery: as on the command line."""
+        files = local_files(event)
+        if files:
+            event.acceptProposedAction()
+            self.open_paths(files)
 
     # --- misc ----------------------------------------------------------------------------------
     def dataset_metrics_dialog(self) -> None:

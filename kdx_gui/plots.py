@@ -36,7 +36,9 @@ class FittedLabel(pg.LabelItem):
     def __init__(self, text: str, height: int, **opts):
         self.fixed_height = height
         super().__init__(text, **opts)
-        self.item.document().setDefaultTextOption(QTextOption(Qt.AlignmentFlag.AlignHCenter))
+        option = QTextOption(Qt.AlignmentFlag.AlignHCenter)
+        option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)  # long layer names too
+        self.item.document().setDefaultTextOption(option)
         self.setFlag(self.GraphicsItemFlag.ItemClipsChildrenToShape)
 
     def updateMin(self) -> None:
@@ -109,6 +111,9 @@ class Heatmap(pg.PlotWidget):
         self.plot_item.setRange(xRange=(0, n_cols), yRange=(0, n_rows), padding=0)
 
 
+DODGE = 0.06
+
+
 class IntervalPlot(pg.PlotWidget):
     """Lines with 95% interval bars, one per series, over named x positions."""
 
@@ -123,27 +128,31 @@ class IntervalPlot(pg.PlotWidget):
         plain_axes(self.plot_item)
         self.legend = self.plot_item.addLegend(offset=(10, 5), colCount=3)  # one row along the top
         self.series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.extent = (np.inf, -np.inf)  # lowest and highest value or interval end drawn
         self.setMinimumHeight(170)
 
     def clear_series(self) -> None:
         self.plot_item.clear()
         self.legend.clear()
         self.series = {}
+        self.extent = (np.inf, -np.inf)
 
     def add_series(self, name: str, x: list[float], values: list[float], low: list[float], high: list[float],
                    colour: str, tick_names: list[str] | None = None) -> None:
-        x_arr, y = np.asarray(x, float), np.asarray(values, float)
-        self.series[name] = (x_arr, y)
+        y = np.asarray(values, float)
+        # series side by side around each position, so their interval bars do not hide each other
+        x_arr = np.asarray(x, float) + DODGE * len(self.series)
+        self.series[name] = (np.asarray(x, float), y)
         self.plot_item.addItem(pg.ErrorBarItem(x=x_arr, y=y, top=np.asarray(high, float) - y,
-                                               bottom=y - np.asarray(low, float), beam=0.15, pen=pg.mkPen(colour)))
+                                               bottom=y - np.asarray(low, float), beam=0.08, pen=pg.mkPen(colour)))
         self.plot_item.plot(x_arr, y, pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=7,
                             symbolBrush=colour, symbolPen=colour, name=name)
         names = tick_names if tick_names is not None else [str(int(v)) for v in x]
         self.plot_item.getAxis("bottom").setTicks([list(zip(x, names))])
-        lows, highs = [np.nanmin(np.asarray(low, float))], [np.nanmax(np.asarray(high, float))]
-        for item in self.series.values():
-            lows.append(np.nanmin(item[1]))
-            highs.append(np.nanmax(item[1]))
-        bottom, top = float(np.nanmin(lows)), float(np.nanmax(highs))
+        finite = np.concatenate([np.asarray(low, float), np.asarray(high, float), y])
+        finite = finite[np.isfinite(finite)]
+        if finite.size:
+            self.extent = (min(self.extent[0], float(finite.min())), max(self.extent[1], float(finite.max())))
+        bottom, top = self.extent if self.extent[0] <= self.extent[1] else (0.0, 1.0)
         span = top - bottom if top > bottom else 1.0
         self.plot_item.setYRange(bottom - 0.05 * span, top + 0.3 * span, padding=0)  # room for the legend

@@ -74,15 +74,20 @@ class GramAccumulator:
         """The n×n float64 Gram matrix of all rows received; all n rows must have arrived."""
         if self.rows_received != self.num_samples:
             raise ValueError(f"received {self.rows_received} of {self.num_samples} rows")
-        n, d = self._rows.shape
+        rows = self._rows[:self.rows_received]
+        n, d = rows.shape
         # Column blocks: each n×w block is read from storage once and gives a full-size product, far
         # faster than products of thin row blocks, which are bound by memory bandwidth when d ≫ n.
         width = max(1, self.block_bytes // (8 * n))
         gram = torch.zeros((n, n), dtype=torch.float64)
         for start in range(0, d, width):
-            block = torch.from_numpy(np.asarray(self._rows[:, start:start + width], dtype=np.float64))
+            block = torch.from_numpy(np.asarray(rows[:, start:start + width], dtype=np.float64))
             gram.addmm_(block, block.T)
         return (gram + gram.T) / 2
+
+    def end_early(self) -> None:
+        """Declare the rows received so far to be all of them (some announced inputs were unreadable)."""
+        self.num_samples = self.rows_received
 
     def close(self) -> None:
         """Release the stored rows and delete the temporary memmap file, if any."""

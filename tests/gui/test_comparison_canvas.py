@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPointF
 
-from gui_helpers import load_models, wait_idle
+from PySide6.QtWidgets import QFileDialog
+
+from gui_helpers import load_models, wait_idle, write_image_tree
 from kdx_engine.cams import cam_method, resolve_targets
 from kdx_engine.data import display_image, to_batch
 from kdx_gui.session import Comparison, PanelResult
@@ -161,7 +163,7 @@ def test_method_and_target_rule_rerun_the_engine(analysed, qtbot):
                                rtol=1e-5, atol=1e-7)
 
 
-def test_unicam_panels_use_the_reference_set_and_variant(analysed, qtbot):
+def test_unicam_panels_use_the_reference_set_and_variant(analysed, qtbot, tmp_path, monkeypatch):
     controls, session, canvas = analysed.controls, analysed.session, analysed.canvas
     assert "reference set" in canvas.panels["distilled"].message_text  # 8 images < n − 1 = 15
     controls.reference_n.setValue(6)
@@ -169,7 +171,7 @@ def test_unicam_panels_use_the_reference_set_and_variant(analysed, qtbot):
     for key in ("distilled", "residual"):
         panel = session.comparison.panels[key]
         assert panel.values is not None and panel.values.shape == (32, 32), panel.message
-        assert "label-guided" in panel.subtitle and "n=6" in panel.subtitle
+        assert "label-guided" in panel.subtitle and "ref gallery, n=6" in panel.subtitle
     assert canvas.panels["distilled"].title.text == "Distilled (S|B)"
     guided = canvas.panels["distilled"].values.copy()
 
@@ -177,6 +179,15 @@ def test_unicam_panels_use_the_reference_set_and_variant(analysed, qtbot):
     wait_idle(qtbot, analysed)
     assert "label-free" in session.comparison.panels["distilled"].subtitle
     assert not np.allclose(canvas.panels["distilled"].values, guided)
+
+    reference = write_image_tree(tmp_path / "reference", per_class=2, seed=9)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(reference))
+    controls.reference.activated.emit(controls.reference.findData("__choose__"))
+    wait_idle(qtbot, analysed)
+    assert session.settings.reference_folder == str(reference)
+    assert controls.reference.currentText() == "reference"
+    assert "ref reference, n=6" in session.comparison.panels["distilled"].subtitle
+    assert session.comparison.panels["distilled"].values is not None
 
     analysed.slots["base"].clear_button.click()
     wait_idle(qtbot, analysed)

@@ -48,6 +48,18 @@ def test_opening_the_demo_analyses_the_first_sample(window, qtbot, tmp_path, mon
     assert all(comparison.panels[r].values is not None for r in ("teacher", "student", "base", "difference"))
 
 
+def test_files_dropped_on_the_window_open_as_on_the_command_line(window, qtbot, model_files, image_tree):
+    from dnd import drop_files
+
+    entered, dropped = drop_files(window, [model_files["teacher"], model_files["student"], str(image_tree)])
+    assert entered and dropped
+    wait_idle(qtbot, window)
+    assert window.session.models["teacher"].info.path == model_files["teacher"]
+    assert window.session.models["student"].info.path == model_files["student"]
+    assert window.session.models["base"] is None
+    assert len(window.session.images) == 8 and window.session.comparison is not None
+
+
 def test_an_unbuilt_demo_leaves_an_empty_usable_window(window, qtbot, monkeypatch):
     monkeypatch.setattr(main_window, "find_demo", lambda: "the demo is not built (resources/models is empty)")
     assert not window.open_demo()

@@ -59,3 +59,14 @@ def test_inconsistent_batches_are_errors():
         accumulator.gram()
     with pytest.raises(ValueError, match="more than the 5"):
         accumulator.update(np.zeros((3, 4)))
+
+
+def test_ending_early_gives_the_gram_of_the_rows_received():
+    from kdx_engine.stats import GramAccumulator
+
+    rows = torch.randn(5, 7, dtype=torch.float64)
+    accumulator = GramAccumulator(8)
+    accumulator.update(rows[:3])
+    accumulator.update(rows[3:])
+    accumulator.end_early()
+    torch.testing.assert_close(accumulator.gram(), rows.float().double() @ rows.float().double().T)
