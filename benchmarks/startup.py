@@ -15,6 +15,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,10 +25,12 @@ KEYS = (("first_paint_s", "first paint"), ("engine_ready_s", "engine imported"),
 
 
 def one_run(arguments: list[str]) -> dict:
-    env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
-    launched = time.time()
-    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--startup-report", *arguments], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
+    with tempfile.TemporaryDirectory() as config_home:  # fresh settings: no remembered window state
+        env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen"),
+               "XDG_CONFIG_HOME": config_home}
+        launched = time.time()
+        done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--startup-report", *arguments], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise SystemExit(f"main.py failed ({done.returncode}):\n{done.stderr[-3000:]}")
     report = json.loads(done.stdout.strip().splitlines()[-1])

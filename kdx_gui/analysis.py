@@ -248,8 +248,6 @@ def _unicam_panel(key, models, item, label, settings, engine, references, cache,
     values = _resized(explanation.maps, size)[0].numpy()
     source = Path(settings.reference_folder).name if settings.reference_folder else "gallery"
     subtitle = f"{settings.unicam_variant} · {x_model.target_layer} · ref {source}, n={settings.reference_n}"
-    if "base" not in models:
-        subtitle += " · no Base: Teacher stands in"
     return PanelResult(key, title, subtitle, values, explanation.notes[0], group="unicam")
 
 

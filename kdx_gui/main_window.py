@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from .analysis_scheduler import AnalysisScheduler
-from .attention_views import AttentionReader
+from .attention_reader import AttentionReader
 from .canvas_controls import CanvasControls
 from .comparison_canvas import ComparisonCanvas
 from .demo import Demo, find_demo
@@ -230,9 +230,9 @@ class MainWindow(QMainWindow):
             self.gallery.add_paths(demo.samples)
         for name, path in demo.checkpoints.items():
             self.session.add_checkpoint(path, name)
-        if demo.dataset:
+        if demo.dataset:  # a labelled class_name/image tree: for dataset metrics and the UniCAM reference set
             self.metrics.dataset_runner.set_folder(demo.dataset)
-            self.controls.set_reference_folder(None)
+            self.controls.set_reference_folder(demo.dataset)
         return True
 
     # --- projects ------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from typing import Callable
 
 from PySide6.QtWidgets import QDockWidget, QTabWidget, QVBoxLayout, QWidget
 
-from .attention_views import RoutingView, VamView
+from .routing_view import RoutingView
+from .vam_view import VamView
 from .dataset_metrics_view import DatasetMetricsRunner, LayerMetricsView, RelevanceView
 from .jobs import JobRunner
 from .prediction_view import PredictionView

@@ -2,8 +2,8 @@
 
 The session holds the loaded models, the gallery's images, the current image, the view settings and
 the latest results computed by the engine; every change is announced by a signal, and views redraw
-from the session rather than talking to each other. Nothing here imports torch: records hold numpy
-arrays and engine objects passed in from worker jobs.
+from the session rather than talking to each other. Importing this module imports no torch: records
+hold numpy arrays and engine objects passed in from worker jobs.
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ Writes main.png, layers.png, relevance.png, vam.png and kdexplainer.png beside t
 """
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -90,6 +91,8 @@ def shoot(app: QApplication, window: MainWindow, name: str) -> None:
 
 
 def main() -> None:
+    settings_home = tempfile.TemporaryDirectory()  # default settings, and the user's left alone
+    os.environ["XDG_CONFIG_HOME"] = settings_home.name
     app = QApplication([sys.argv[0]])
     app.setOrganizationName("KDX-screenshots")
     app.setApplicationName("KDX-screenshots")
@@ -132,6 +135,7 @@ def main() -> None:
     window.close()
     if temporary is not None:
         temporary.cleanup()
+    settings_home.cleanup()
 
 
 if __name__ == "__main__":

@@ -193,4 +193,4 @@ def test_unicam_panels_use_the_reference_set_and_variant(analysed, qtbot, tmp_pa
     wait_idle(qtbot, analysed)
     assert canvas.panels["distilled"].title.text == "Distilled (S|T)"
     assert canvas.panels["residual"].title.text == "Residual (T|S)"
-    assert "no Base: Teacher stands in" in session.comparison.panels["residual"].subtitle
+    assert session.comparison.panels["residual"].values is not None

@@ -13,7 +13,7 @@ from kdx_engine.hme import KDExplainerNet, routing_matrices
 from kdx_engine.metrics import DatasetMetrics, Relevance, StageMatrix, StagePair, Value
 from kdx_engine.models import Preprocessing, get_architecture, write_sidecar
 from kdx_engine.vam import add_vam, layer_attention
-from kdx_gui.attention_views import tree_layout
+from kdx_gui.routing_view import tree_layout
 from kdx_gui.prediction_view import top_classes
 
 

@@ -1,0 +1,88 @@
+"""VAM attention (METHODS §7): per-layer G_out×G_in attention heatmaps of one model, and the
+normalised row entropy over depth with every VAM model overlaid."""
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
+
+from .matrix_grid import CheckpointPicker, MatrixGrid, reasons
+from .plots import plain_axes
+from .session import AttentionRecord, Session
+from .settings import AppSettings
+from .tables import CopyableTable
+
+SERIES_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+
+class VamView(QWidget):
+    def __init__(self, session: Session, settings: AppSettings, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.picker = CheckpointPicker(session, settings)
+        self.picker.combo.currentIndexChanged.connect(self._draw_layers)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.entropy_plot = pg.PlotWidget()
+        item = self.entropy_plot.getPlotItem()
+        item.setTitle("normalised row entropy over depth (1 = uniform attention)", size="9pt")
+        item.setLabel("left", "H(A row) / log G_in")
+        item.setLabel("bottom", "VAM layer (by depth)")
+        item.setYRange(0, 1.05, padding=0)
+        item.showGrid(y=True, alpha=0.3)
+        item.setMouseEnabled(False, False)
+        item.hideButtons()
+        plain_axes(item)
+        self.legend = item.addLegend(offset=(-10, -10))
+        self.entropy_plot.setMinimumHeight(170)
+        self.grid = MatrixGrid(columns=4, write_values=False)
+        self.table = CopyableTable(["model", "layer", "groups (out×in)", "mean row entropy"])
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        for widget in (self.entropy_plot, self.grid, self.table):
+            splitter.addWidget(widget)
+        splitter.setSizes([220, 420, 120])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.picker)
+        layout.addWidget(self.message)
+        layout.addWidget(splitter, 1)
+        session.attentionChanged.connect(self.refresh)
+        session.engineReady.connect(self.refresh)
+        self.refresh()
+
+    def vam_records(self) -> dict[str, AttentionRecord]:
+        return {name: r for name, r in self.session.attention.items() if r.vam_layers}
+
+    def refresh(self, *_args) -> None:
+        records = self.vam_records()
+        self.picker.set_names(list(records))
+        item = self.entropy_plot.getPlotItem()
+        item.clear()
+        self.legend.clear()
+        if self.session.engine_ready and not self.session.engine.has("vam"):
+            self.message.setText(self.session.engine.why_missing("vam"))
+        elif not records:
+            others = reasons(self.session.attention, "vam_reason")
+            self.message.setText("No model with VAM parameters. Load a VAM student in a slot or use Add "
+                                 "checkpoint…" + (f" ({others})" if others else ""))
+        else:
+            self.message.setText(f"{len(records)} VAM model(s). Heatmaps: attention A = softmax(θ/τ), rows = "
+                                 "output groups, columns = input groups; H̄ = mean normalised row entropy.")
+        rows = []
+        for index, (name, record) in enumerate(records.items()):
+            entropy = [layer.mean_row_entropy for layer in record.vam_layers]
+            colour = SERIES_COLOURS[index % len(SERIES_COLOURS)]
+            item.plot(list(range(1, len(entropy) + 1)), entropy, pen=pg.mkPen(colour, width=2), symbol="o",
+                      symbolSize=6, symbolBrush=colour, symbolPen=colour, name=name)
+            rows += [[name, layer.layer, "×".join(map(str, layer.attention.shape)), layer.mean_row_entropy]
+                     for layer in record.vam_layers]
+        self.table.set_rows(rows)
+        self._draw_layers()
+
+    def _draw_layers(self, *_args) -> None:
+        record = self.vam_records().get(self.picker.combo.currentText())
+        if record is None:
+            self.grid.set_matrices([])
+            return
+        self.grid.set_matrices([(layer.layer, layer.attention, f"H̄ = {layer.mean_row_entropy:.2f}")
+                                for layer in record.vam_layers])
