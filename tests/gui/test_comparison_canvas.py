@@ -6,6 +6,7 @@ from PySide6.QtCore import QPointF
 
 from PySide6.QtWidgets import QFileDialog
 
+from gui_fixtures import image_tree, isolated_settings, model_files, window  # noqa: F401 - fixtures
 from gui_helpers import load_models, wait_idle, write_image_tree
 from kdx_engine.cams import cam_method, resolve_targets
 from kdx_engine.data import display_image, to_batch

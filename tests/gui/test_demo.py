@@ -3,6 +3,7 @@ with the first sample analysed; an empty, usable window that says so when it is 
 import json
 
 import kdx_gui.main_window as main_window
+from gui_fixtures import image_tree, isolated_settings, model_files, window  # noqa: F401 - fixtures
 from gui_helpers import save_resnet8, wait_idle, write_image_tree
 from kdx_gui.demo import Demo, find_demo
 

@@ -6,6 +6,7 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QImage
 
+from gui_fixtures import image_tree, isolated_settings, model_files, window  # noqa: F401 - fixtures
 from dnd import drop_files
 from gui_helpers import load_models, wait_idle
 from kdx_gui.gallery import AGREE_ROLE, CORRELATION_ROLE, WRONG_ROLE

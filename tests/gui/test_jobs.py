@@ -6,6 +6,7 @@ import time
 import pytest
 from PySide6.QtCore import QTimer
 
+from gui_fixtures import image_tree, isolated_settings, model_files, window  # noqa: F401 - fixtures
 from gui_helpers import load_models, wait_idle, write_image_tree
 
 TICK_MS = 10

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PySide6.QtGui import QGuiApplication
 
+from gui_fixtures import image_tree, isolated_settings, model_files, window  # noqa: F401 - fixtures
 from gui_helpers import CLASSES, load_models, save_resnet8, wait_idle
 from kdx_engine.data import to_batch
 from kdx_engine.hme import KDExplainerNet, routing_matrices

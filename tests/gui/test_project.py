@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from gui_fixtures import image_tree, isolated_settings, model_files, window  # noqa: F401 - fixtures
 from gui_helpers import load_models, wait_idle
 from kdx_gui.main_window import MainWindow
 from kdx_gui.project import PROJECT_VERSION, ProjectError, load_project

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from gui_fixtures import image_tree, isolated_settings, model_files, window  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,7 +1,11 @@
 """The training loop is deterministic, keeps the checkpoints asked for, and learns; KDExplainer's stages."""
+import pytest
 import torch
 
+from kdx_engine.data.images import to_batch
+from kdx_engine.data.synthetic import SyntheticConfig, generate_split
 from kdx_engine.hme import KDExplainerNet
+from kdx_engine.models.registry import get_architecture
 from kdx_engine.train import (
     CrossEntropy,
     KDExplainerSchedule,
@@ -15,9 +19,6 @@ from kdx_engine.train import (
     train_kdexplainer,
     training_data,
 )
-from kdx_engine.data.images import to_batch
-from kdx_engine.data.synthetic import SyntheticConfig, generate_split
-from kdx_engine.models.registry import get_architecture
 
 PRESET = get_architecture("demo_resnet_small").preset
 
@@ -83,3 +84,17 @@ def test_kdexplainer_stages_anneal_then_fix_the_tree():
     assert temperatures[:2] == [10.0, 5.0]
     assert len(soft.losses) == 2 and len(hard.losses) == 1
     assert bool(model.hard_routing) and not any(t.requires_grad for t in model.routing)
+
+
+def test_attention_logits_learn_at_the_scaled_rate():
+    split = generate_split(SyntheticConfig(size=48), "teacher_train", 8)
+    data = training_data(split.images, split.labels, PRESET)
+    torch.manual_seed(0)
+    model = get_architecture("demo_resnet_small_vam").build(4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = TrainSettings(epochs=1, batch_size=8, learning_rate=1e-3, weight_decay=0.0)
+    train(model, data, CrossEntropy(), settings, log=None)  # one step: Adam moves each entry by ≤ its lr
+    theta_step = (model.state_dict()["stage2.0.conv1.vam_theta"] - before["stage2.0.conv1.vam_theta"]).abs()
+    weight_step = (model.state_dict()["stage2.0.conv1.weight"] - before["stage2.0.conv1.weight"]).abs()
+    assert float(theta_step.max()) == pytest.approx(1e-2, rel=1e-3)
+    assert float(weight_step.max()) == pytest.approx(1e-3, rel=1e-3)

@@ -1,4 +1,7 @@
-"""GUI fixtures: isolated settings, tiny models and images written to tmp folders, a ready window."""
+"""GUI fixtures: isolated settings, tiny models and images written to tmp folders, a ready window.
+
+Not a conftest.py: the engine tests import helpers with ``from conftest import ...``, and a second
+conftest module would shadow theirs. Test modules import these fixtures by name instead."""
 from __future__ import annotations
 
 import pytest
