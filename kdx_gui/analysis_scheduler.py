@@ -75,7 +75,7 @@ class AnalysisScheduler(QObject):
         label = session.label_of(item)
         settings = session.settings
         engine = session.engine
-        references = [(other, session.label_of(other)) for other in session.images]
+        references = [(other, session.label_of(other)) for other in session.images if other.id != item.id]
         cache = self.worker_cache
 
         def work(progress):

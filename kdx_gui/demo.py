@@ -13,6 +13,7 @@ STATE_DICT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 ROLE_WORDS = {"teacher": ("teacher",), "student": ("kd_student", "student_kd", "distilled", "student"),
               "base": ("base",)}
 EXTRA_WORDS = ("vam", "kdexplainer", "hme")
+MIN_DATASET_IMAGES = 32  # what dataset metrics need
 
 
 @dataclass
@@ -20,7 +21,8 @@ class Demo:
     models: dict[str, str]
     samples: list[str]
     checkpoints: dict[str, str] = field(default_factory=dict)  # VAM student, KDExplainer
-    dataset: str | None = None  # a class_name/image folder for dataset metrics, when bundled
+    dataset: str | None = None  # a class_name/image folder of n ≥ 32 for dataset metrics, when bundled
+    sample_count: int = 0
 
 
 def find_demo(resources: Path = RESOURCES) -> Demo | str:
@@ -36,8 +38,13 @@ def find_demo(resources: Path = RESOURCES) -> Demo | str:
     if not models:
         return f"no Teacher/Student/Base files recognised in {_shown(models_dir)}"
     samples = [str(samples_dir)] if samples_dir.is_dir() else []
-    dataset = next((str(p) for p in (resources / "dataset", samples_dir) if _is_image_folder_tree(p)), None)
-    return Demo(models, samples, checkpoints, dataset)
+    dataset = next((str(p) for p in (resources / "dataset", samples_dir)
+                    if _is_image_folder_tree(p) and _image_count(p) >= MIN_DATASET_IMAGES), None)
+    return Demo(models, samples, checkpoints, dataset, _image_count(samples_dir) if samples else 0)
+
+
+def _image_count(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*.png") if not p.name.endswith(".mask.png")) if folder.is_dir() else 0
 
 
 def _shown(path: Path) -> str:
@@ -65,7 +72,7 @@ def _from_zoo(zoo: Path, models_dir: Path) -> tuple[dict[str, str], dict[str, st
             continue
         if role in ROLES and role not in models:
             models[role] = str(models_dir / file)
-        elif any(word in role for word in EXTRA_WORDS):
+        elif any(word in role for word in EXTRA_WORDS) and "folded" not in role:  # a folded VAM has no θ left
             checkpoints[Path(file).name] = str(models_dir / file)
     if isinstance(data, dict):
         for role in ROLES:

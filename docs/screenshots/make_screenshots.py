@@ -2,7 +2,8 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_screenshots.py
 
-Uses the bundled demo when it is built (resources/models); otherwise a stand-in made here: synthetic
+Opens the bundled demo as `python main.py` does when it is built (resources/models), plus a synthetic
+test split from the zoo's settings for dataset metrics; otherwise a stand-in made here: synthetic
 shape images from the engine's generator and untrained resnet8 models (their maps show the layout,
 not a distillation story), a VAM checkpoint and a KDExplainer with random attention and routing.
 Writes main.png, layers.png, relevance.png, vam.png and kdexplainer.png beside this file.
@@ -64,6 +65,17 @@ def stand_in(folder: Path) -> Demo:
                  "kdexplainer.pth": str(folder / "kdexplainer.pth")}, str(folder / "dataset"))
 
 
+def demo_test_split(folder: Path, n: int = 96) -> str:
+    """The zoo's synthetic test split (its generator settings from zoo.json), written as class folders."""
+    import json
+
+    from kdx_engine.data.synthetic import SyntheticConfig, generate_split, write_image_folder
+
+    zoo = json.loads((ROOT / "resources" / "models" / "zoo.json").read_text())
+    config = SyntheticConfig.from_json(zoo["data"])
+    return str(write_image_folder(generate_split(config, "test", n, cue_agreement=None), None, folder))
+
+
 def settle(app: QApplication, window: MainWindow, timeout: float = 300.0) -> None:
     """Process events until every job has finished and nothing is scheduled."""
     deadline = time.time() + timeout
@@ -102,18 +114,21 @@ def main() -> None:
     window.start_engine()
     settle(app, window)
     demo = find_demo()
-    temporary = None
-    if not isinstance(demo, Demo):
+    temporary = tempfile.TemporaryDirectory()
+    if isinstance(demo, Demo):
+        window.open_demo()  # what `python main.py` does
+        if demo.dataset is None:  # the zoo ships a handful of samples: draw a test split for dataset metrics
+            demo.dataset = demo_test_split(Path(temporary.name) / "test")
+    else:
         print(f"{demo}; using a stand-in")
-        temporary = tempfile.TemporaryDirectory()
         demo = stand_in(Path(temporary.name))
-    for role, path in demo.models.items():
-        window.slots[role].load(path)
-    window.gallery.add_paths(demo.samples)
-    for name, path in demo.checkpoints.items():
-        window.session.add_checkpoint(path, name)
+        for role, path in demo.models.items():
+            window.slots[role].load(path)
+        window.gallery.add_paths(demo.samples)
+        for name, path in demo.checkpoints.items():
+            window.session.add_checkpoint(path, name)
+        window.session.update_settings(reference_n=8)
     settle(app, window)
-    window.session.update_settings(reference_n=8)
     window.session.set_current(2)
     settle(app, window)
     canvas = window.canvas
@@ -133,8 +148,7 @@ def main() -> None:
     window.metrics.show_tab("routing")
     shoot(app, window, "kdexplainer.png")
     window.close()
-    if temporary is not None:
-        temporary.cleanup()
+    temporary.cleanup()
     settings_home.cleanup()
 
 

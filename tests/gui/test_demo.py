@@ -24,7 +24,10 @@ def test_roles_come_from_zoo_json_or_file_names(tmp_path):
     assert demo.models == {"teacher": str(models / "teacher_resnet.pth"), "base": str(models / "base_student.pth"),
                            "student": str(models / "kd_student.pth")}
     assert set(demo.checkpoints) == {"vam_student.pth", "kdexplainer.pth"}
-    assert demo.samples == [str(tmp_path / "samples")] and demo.dataset == str(tmp_path / "samples")
+    assert demo.samples == [str(tmp_path / "samples")] and demo.sample_count == 4
+    assert demo.dataset is None  # 4 images: too few for dataset metrics
+    write_image_tree(tmp_path / "dataset", per_class=8)
+    assert find_demo(tmp_path).dataset == str(tmp_path / "dataset")
 
     (models / "zoo.json").write_text(json.dumps({"models": [
         {"name": "T", "role": "teacher", "file": "kd_student.pth"},
