@@ -95,6 +95,7 @@ def load_model(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             if fmt == "torchscript":
                 module, arch_name = torch.jit.load(str(path), map_location="cpu"), None
             elif fmt == "torch_export":
@@ -108,7 +109,8 @@ def load_model(
         raise
     except pickle.UnpicklingError as exc:
         raise ModelLoadError(f"{path.name}: not a readable {fmt.replace('_', ' ')} file (corrupt, or not a checkpoint)") from exc
-    except (RuntimeError, ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+    except (RuntimeError, ValueError, OSError, EOFError, KeyError, IndexError, TypeError, AttributeError,
+            zipfile.BadZipFile) as exc:  # what torch's readers raise on corrupt bytes
         raise ModelLoadError(f"{path.name}: not a readable {fmt.replace('_', ' ')} file ({_first_line(exc)})") from exc
     config = preprocessing or sidecar or _preset_for(arch_name)
     if config.source == "imagenet-fallback":

@@ -3,6 +3,7 @@ import argparse
 import copy
 import pathlib
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -187,6 +188,16 @@ def test_bad_files_give_a_message_naming_the_file(tmp_path, content, problem):
     path.write_bytes(content)
     with pytest.raises(ModelLoadError, match=f"broken.pth: {problem}"):
         load_model(path)
+
+
+@pytest.mark.parametrize("prefix", [b"", b"\x80\x02", b"\x80\x04\x95", b"PK\x03\x04"])
+def test_random_bytes_are_refused_with_a_load_error(tmp_path, prefix):
+    rng = np.random.default_rng(len(prefix))
+    for size in (50, 333, 2048):
+        path = tmp_path / "noise.pth"
+        path.write_bytes(prefix + rng.integers(0, 256, size, dtype=np.uint8).tobytes())
+        with pytest.raises(ModelLoadError, match="noise.pth"):
+            load_model(path)
 
 
 def test_truncated_checkpoint_and_unknown_architecture(tmp_path):

@@ -97,3 +97,18 @@ def test_partial_forms_and_cka_bootstrap_from_precomputed_matrices():
 def test_level_outside_zero_to_one_is_an_error():
     with pytest.raises(ValueError, match="level"):
         bootstrap_interval(lambda indices: 0.0, 5, level=95)
+
+
+def test_interval_is_shifted_by_the_resampling_bias_and_holds_the_estimate():
+    """Repeated images inflate R²* of a resample; the interval is centred back on the estimate."""
+    from kdx_engine.stats import bootstrap_r2_star, distance_matrix
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(60, 40))
+    y = 0.3 * x[:, :5].sum(axis=1, keepdims=True) + rng.normal(size=(60, 3))
+    a, b = distance_matrix(x), distance_matrix(y)
+    interval = bootstrap_r2_star(a, b, resamples=100, seed=1)
+    assert interval.bias > 0  # duplicates push resamples up
+    assert interval.low < interval.value < interval.high
+    draws_low = interval.low + interval.bias
+    assert draws_low > interval.low
