@@ -51,7 +51,7 @@ def onnx2torch_backend(source: OnnxBackend) -> tuple[Onnx2TorchBackend | None, s
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             module = onnx2torch.convert(source.graph.model, attach_onnx_mapping=True).eval()
-    except Exception as exc:  # onnx2torch raises NotImplementedError and others for unconverted ops
+    except Exception as exc:  # onnx2torch raises many error types for ops it cannot convert
         return None, f"onnx2torch cannot convert it ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
     producers = _tensor_producers(module)
     graph = source.graph

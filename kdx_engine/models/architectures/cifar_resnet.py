@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from ..preprocessing import CIFAR_PRESET
 from ..registry import register_architecture
+from .initialisation import init_conv_bn
 
 
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -63,7 +64,7 @@ class CifarResNet(nn.Module):
         self.layer3 = _stage(widths[2], widths[3], blocks, stride=2)
         self.avgpool = nn.AvgPool2d(8)
         self.fc = nn.Linear(widths[3], num_classes)
-        _init_weights(self)
+        init_conv_bn(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
@@ -75,17 +76,6 @@ def _stage(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequenti
     layers = [BasicBlock(in_planes, planes, stride)]
     layers += [BasicBlock(planes, planes) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
-
-
-def _init_weights(model: nn.Module) -> None:
-    if next(model.parameters()).is_meta:
-        return  # a shapes-only build (fingerprinting): meta tensors hold no values to initialise
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
 
 NARROW = (16, 16, 32, 64)

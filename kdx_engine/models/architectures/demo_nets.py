@@ -15,6 +15,7 @@ from torch import nn
 from ..preprocessing import Preprocessing
 from ..registry import register_architecture
 from .cifar_resnet import BasicBlock
+from .initialisation import init_conv_bn
 
 DEMO_IMAGE_SIZE = 48
 DEMO_CLASSES = 4
@@ -41,22 +42,11 @@ class DemoResNet(nn.Module):
         self.stage3 = nn.Sequential(BasicBlock(widths[1], widths[2], stride=1))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(widths[2], num_classes)
-        _init_weights(self)
+        init_conv_bn(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stage3(self.stage2(self.stage1(self.stem(x))))
         return self.head(torch.flatten(self.pool(x), 1))
-
-
-def _init_weights(model: nn.Module) -> None:
-    if next(model.parameters()).is_meta:
-        return  # a shapes-only build (fingerprinting) has no values to initialise
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
 
 def _preset(name: str) -> Preprocessing:
