@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from .jobs import JobRunner
-from .model_slot import local_files
+from .model_slot import accept_file_drag, local_files
 from .session import ROLE_LETTERS, ROLES, GalleryImage, Session, label_hints_for
 from .settings import AppSettings
 
@@ -241,10 +241,7 @@ class GalleryView(QWidget):
         self.message.setVisible(True)
 
     def dragEnterEvent(self, event) -> None:
-        if local_files(event):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
+        accept_file_drag(event)
 
     def dropEvent(self, event) -> None:
         files = local_files(event)

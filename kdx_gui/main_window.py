@@ -32,7 +32,7 @@ from .gallery import GalleryView
 from .gc_policy import collect_on_gui_thread, freeze_long_lived
 from .jobs import JobRunner, JobStatusWidget
 from .metrics_dock import MetricsDock
-from .model_slot import ModelSlot, local_files
+from .model_slot import ModelSlot, accept_file_drag, local_files
 from .plots import configure_pyqtgraph
 from .project import PROJECT_SUFFIX, Project, ProjectError, load_project, save_project
 from .session import ROLE_TITLES, ROLES, Session
@@ -328,10 +328,7 @@ class MainWindow(QMainWindow):
             self.session.set_target_layer(role, layer)
 
     def dragEnterEvent(self, event) -> None:
-        if local_files(event):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
+        accept_file_drag(event)
 
     def dropEvent(self, event) -> None:
         """Files dropped anywhere else than a slot or the gallery: as on the command line."""

@@ -62,6 +62,14 @@ def local_files(event) -> list[str]:
     return [url.toLocalFile() for url in mime.urls() if url.isLocalFile() and url.toLocalFile()]
 
 
+def accept_file_drag(event) -> None:
+    """Accept a drag that carries local files; ignore anything else."""
+    if local_files(event):
+        event.acceptProposedAction()
+    else:
+        event.ignore()
+
+
 class ModelSlot(QFrame):
     """One role's model: a drop target with the model's facts, its target layer and a status line."""
 

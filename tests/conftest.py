@@ -48,3 +48,31 @@ def quiet():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+def make_cifar(name: str = "resnet8", num_classes: int = 3, seed: int = 0) -> torch.nn.Module:
+    """A seeded CIFAR-family model with random BatchNorm statistics (eval mode)."""
+    from kdx_engine.models.registry import get_architecture
+
+    torch.manual_seed(seed)
+    model = get_architecture(name).build(num_classes).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.3, 0.3)
+            module.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def write_colour_dataset(root, class_names=("r", "g", "b"), per_class: int = 11, seed: int = 0, size: int = 32):
+    """An ImageFolder of noise images whose class lifts one colour channel; returns ``root``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(class_names):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 160, (size, size, 3), dtype=np.uint8)
+            pixels[..., c % 3] += 90
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root

@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import write_colour_dataset
 from kdx_engine.cli import main
 from kdx_engine.models.registry import get_architecture
 
@@ -92,15 +93,7 @@ def trio_files(tmp_path_factory):
         path = folder / f"{role}.pth"
         torch.save(get_architecture("resnet8").build(3).state_dict(), path)
         paths.append(path)
-    data = folder / "data"
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(("r", "g", "b")):
-        (data / name).mkdir(parents=True)
-        for i in range(11):
-            pixels = rng.integers(0, 160, (32, 32, 3), dtype=np.uint8)
-            pixels[..., c] += 90
-            Image.fromarray(pixels).save(data / name / f"{i}.png")
-    return paths, data
+    return paths, write_colour_dataset(folder / "data")
 
 
 def test_metrics_writes_values_with_intervals(trio_files, tmp_path, capsys):

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..preprocessing import CIFAR_PRESET
 from ..registry import register_architecture
+from .initialisation import init_conv_bn
 
 # (expansion, output channels before width scaling, blocks, first stride); expansion None means T.
 STAGES = ((1, 16, 1, 1), (None, 24, 2, 1), (None, 32, 3, 2), (None, 64, 4, 2),
@@ -89,15 +90,11 @@ class CifarMobileNetV2(nn.Module):
 
 
 def _init_weights(model: nn.Module) -> None:
+    init_conv_bn(model)
     if next(model.parameters()).is_meta:
-        return  # a shapes-only build (fingerprinting): meta tensors hold no values to initialise
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Linear):
+        return
+    for module in model.modules():  # the classifier is the last module, so the RNG order is unchanged
+        if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, 0, 0.01)
             nn.init.zeros_(module.bias)
 

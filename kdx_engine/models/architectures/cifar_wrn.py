@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from ..preprocessing import CIFAR_PRESET
 from ..registry import register_architecture
+from .initialisation import init_conv_bn
 
 
 class PreActBlock(nn.Module):
@@ -80,15 +81,11 @@ class WideResNet(nn.Module):
 
 
 def _init_weights(model: nn.Module) -> None:
+    init_conv_bn(model)
     if next(model.parameters()).is_meta:
-        return  # a shapes-only build (fingerprinting): meta tensors hold no values to initialise
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Linear):
+        return
+    for module in model.modules():  # the classifier is the last module, so the RNG order is unchanged
+        if isinstance(module, nn.Linear):
             nn.init.zeros_(module.bias)
 
 

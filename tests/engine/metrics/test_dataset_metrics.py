@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import backend_for
+from conftest import backend_for, write_colour_dataset
 from kdx_engine.data import ImageFolderDataset, to_batch
 from kdx_engine.jobs import Cancelled, Progress
 from kdx_engine.metrics import dataset_metrics, matched_stages
@@ -23,14 +23,7 @@ def _model(name, seed):
 
 @pytest.fixture(scope="module")
 def dataset_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ds")
-    rng = np.random.default_rng(1)
-    for c, name in enumerate(("red", "green", "blue")):
-        (root / name).mkdir()
-        for i in range(12):
-            pixels = rng.integers(0, 160, (32, 32, 3), dtype=np.uint8)
-            pixels[..., c] += 90
-            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    root = write_colour_dataset(tmp_path_factory.mktemp("ds"), ("red", "green", "blue"), per_class=12, seed=1)
     (root / "red" / "broken.png").write_bytes(b"not an image")
     return root
 

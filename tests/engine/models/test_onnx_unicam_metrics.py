@@ -1,15 +1,13 @@
 """UniCAM and FSS/RS on an ONNX export equal those of the PyTorch original (issue 4)."""
 import copy
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from conftest import make_cifar, write_colour_dataset
 from kdx_engine.data import ImageFolderDataset, load_image
 from kdx_engine.metrics import dataset_metrics
 from kdx_engine.models import Preprocessing, load_model, write_sidecar
-from kdx_engine.models.registry import get_architecture
 from kdx_engine.unicam import ReferenceSet, UniCam
 from onnx_exports import export_onnx
 
@@ -17,13 +15,7 @@ PRE = Preprocessing(input_size=32, class_names=("r", "g", "b"), architecture="re
 
 
 def _model(seed):
-    torch.manual_seed(seed)
-    model = get_architecture("resnet8").build(3).eval()
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.3, 0.3)
-            module.running_var.uniform_(0.5, 1.5)
-    return model
+    return make_cifar("resnet8", 3, seed)
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +29,7 @@ def files(tmp_path_factory):
         paths[f"{role}_onnx"] = export_onnx(copy.deepcopy(model), folder / f"{role}.onnx", 32, "legacy")
         for key in (role, f"{role}_onnx"):
             write_sidecar(paths[key], PRE)
-    data = folder / "data"
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(("r", "g", "b")):
-        (data / name).mkdir(parents=True)
-        for i in range(11):
-            pixels = rng.integers(0, 160, (32, 32, 3), dtype=np.uint8)
-            pixels[..., c] += 90
-            Image.fromarray(pixels).save(data / name / f"{i}.png")
-    return paths, data
+    return paths, write_colour_dataset(folder / "data")
 
 
 def test_unicam_with_an_onnx_student_matches_pytorch(files):

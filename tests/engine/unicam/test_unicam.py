@@ -7,20 +7,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from conftest import backend_for
+from conftest import backend_for, make_cifar
 from kdx_engine.data import load_image, to_batch
-from kdx_engine.models.registry import get_architecture
 from kdx_engine.unicam import ReferenceSet, UniCam, distilled_and_residual
 
 
 def _model(seed):
-    torch.manual_seed(seed)
-    model = get_architecture("resnet8").build(3).eval()
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.3, 0.3)
-            module.running_var.uniform_(0.5, 1.5)
-    return model
+    return make_cifar("resnet8", 3, seed)
 
 
 @pytest.fixture(scope="module")
