@@ -1,4 +1,5 @@
-"""Grad-CAM, Grad-CAM++ and LayerCAM equal the grad-cam package on the same model, layer and targets."""
+"""Grad-CAM, Grad-CAM++, LayerCAM and XGrad-CAM equal the grad-cam package on the same model, layer and
+targets: KDX's normalised maps (min–max after resizing, METHODS §5), compared as they are."""
 import copy
 
 import numpy as np
@@ -11,7 +12,7 @@ from pytorch_grad_cam import XGradCAM as RefXGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from conftest import backend_for
-from kdx_engine.cams import ClassTarget, cam_method
+from kdx_engine.cams import ClassTarget, Explanation, cam_method
 
 PAIRS = [("gradcam", RefGradCAM), ("gradcam++", RefGradCAMPlusPlus), ("layercam", RefLayerCAM),
          ("xgradcam", RefXGradCAM)]
@@ -28,10 +29,7 @@ def test_cam_matches_pytorch_grad_cam_on_resnet18(resnet18, images, name, refere
     ours = cam_method(name)(backend_for(copy.deepcopy(resnet18), 10), layer=layer)
     result = ours(images, [ClassTarget(k) for k in classes])
 
-    got = result.normalised().numpy()
-    # grad-cam scales a second time when it aggregates layers: same map up to its 1e-7 ε
-    got = got - got.min(axis=(1, 2), keepdims=True)
-    got = got / (1e-7 + got.max(axis=(1, 2), keepdims=True))
+    got = result.normalised().numpy()  # the map the user gets, not re-normalised here
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert all(note is None for note in result.notes)
@@ -46,3 +44,17 @@ def test_gradients_start_at_the_target_layer(resnet18, images):
     cam_method("gradcam")(backend, layer="layer4")(images, [ClassTarget(0)] * 3)
     handle.remove(), handle4.remove()
     assert seen == [False, True]
+
+
+def test_normalised_is_min_max_after_resizing():
+    """The convention: min–max (ε = 1e-7) of the map at input size, not of the low-resolution map."""
+    low_res = torch.zeros(1, 5, 5)
+    low_res[0, 2, 2] = 2.0  # an interior peak: upsampling ×4 (half-pixel centres) never reaches it
+    maps = torch.nn.functional.interpolate(low_res[:, None], size=(20, 20), mode="bilinear",
+                                           align_corners=False)[:, 0]
+    explanation = Explanation("gradcam", "layer", (0,), "class", low_res, maps, torch.zeros(1, 2), (None,))
+    expected = (maps - maps.min()) / (maps.max() - maps.min() + 1e-7)
+    torch.testing.assert_close(explanation.normalised(), expected, atol=1e-7, rtol=0)
+    assert explanation.normalised().max() > 1 - 1e-6 and maps.max() < 2.0 * 0.9
+    blank = Explanation("gradcam", "layer", (0,), "class", low_res * 0, maps * 0, torch.zeros(1, 2), (None,))
+    assert (blank.normalised() == 0).all()
