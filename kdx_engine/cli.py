@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+CAM_NAMES = "gradcam (default), gradcam++, xgradcam, layercam, hirescam, scorecam, ablationcam"
 
 
 class BadInput(Exception):
@@ -41,26 +42,41 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--save-sidecar", action="store_true", help="write the preprocessing to MODEL.kdx.json")
     info.set_defaults(run=run_info)
 
-    explain = sub.add_parser("explain", help="CAM maps for images: .npy, overlay PNG and manifest.json")
+    explain = sub.add_parser("explain", help="maps for images: .npy on each image's pixel grid, overlay PNG, "
+                                             "one manifest.json")
     explain.add_argument("images", nargs="+", type=Path, help="image files or folders")
-    explain.add_argument("--method", default="gradcam")
+    explain.add_argument("--method", default="gradcam", help=f"{CAM_NAMES} or unicam")
     explain.add_argument("--model", type=Path, help="the model to explain (CAM methods)")
-    explain.add_argument("--teacher", type=Path, help="UniCAM: the Teacher")
-    explain.add_argument("--student", type=Path, help="UniCAM: the Student")
-    explain.add_argument("--base", type=Path, help="UniCAM: the Base (without it: S|T and T|S maps)")
-    explain.add_argument("--reference", type=Path, help="UniCAM: ImageFolder to draw the reference set from")
-    explain.add_argument("--n", type=int, default=16, help="UniCAM: reference images + query (default 16)")
-    explain.add_argument("--variant", default="label-guided", help="UniCAM: label-guided | label-free")
-    explain.add_argument("--seed", type=int, default=0)
+    _pair_options(explain, required=False)
     _model_options(explain)
-    explain.add_argument("--layer", help="target layer (default: automatic)")
-    explain.add_argument("--target", default="predicted", help="predicted | true | class:K")
-    explain.add_argument("--out", type=Path, required=True)
-    explain.add_argument("--colormap", default="jet")
-    explain.add_argument("--opacity", type=float, default=0.5)
+    explain.add_argument("--layer", help="target layer (default: automatic; see kdx info)")
+    explain.add_argument("--target", default="predicted", help="predicted | class:K")
+    explain.add_argument("--out", type=Path, required=True, help="output folder")
+    _view_options(explain)
     explain.add_argument("--batch-size", type=int, default=16)
     explain.add_argument("--overwrite", action="store_true")
     explain.set_defaults(run=run_explain)
+
+    export = sub.add_parser("export", help="a figure panel (rows of images × columns of panels) as PNG, SVG or "
+                                           "PDF, with the maps, metrics and manifest beside it")
+    export.add_argument("images", nargs="+", type=Path, help="image files or folders (one row each)")
+    _pair_options(export, required=True)
+    _model_options(export)
+    export.add_argument("--method", default="gradcam", help=CAM_NAMES)
+    export.add_argument("--target", default="predicted", help="predicted | true | class:K (true: from the "
+                                                              "images' folder names)")
+    export.add_argument("--columns", default=",".join(_figure_columns()),
+                        help=f"comma-separated, in order: {', '.join(_figure_columns())}")
+    export.add_argument("--metrics", default="kl,pearson,top_iou,energy",
+                        help="under each row: kl, pearson, spearman, top_iou, energy, pointing (or none)")
+    export.add_argument("--format", choices=("png", "svg", "pdf"), help="default: from --out's suffix")
+    export.add_argument("--dpi", type=int, default=300)
+    export.add_argument("--out", type=Path, required=True, help="the figure file; its data goes to <stem>_data/")
+    _view_options(export)
+    export.add_argument("--threshold", type=float, default=0.0, help="hide map pixels below this percentile")
+    export.add_argument("--shared-scale", action="store_true", help="one 0…max scale per group of panels")
+    export.add_argument("--overwrite", action="store_true")
+    export.set_defaults(run=run_export)
 
     metrics = sub.add_parser("metrics", help="FSS, CKA, RS and partial RS with bootstrap intervals, as JSON")
     metrics.add_argument("--teacher", type=Path, required=True)
@@ -95,6 +111,28 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--which", choices=("student", "teacher"), help="model to take from a two-model checkpoint")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow a full pickled module (runs code from the file: only for files you trust)")
+
+
+def _pair_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--teacher", type=Path, required=required, help="the Teacher")
+    parser.add_argument("--student", type=Path, required=required, help="the Student")
+    parser.add_argument("--base", type=Path, help="the Base (without it, UniCAM shows S|T and T|S)")
+    parser.add_argument("--reference", type=Path, help="UniCAM: ImageFolder to draw the reference set from")
+    parser.add_argument("--n", type=int, default=16, help="UniCAM: reference images + query (default 16)")
+    parser.add_argument("--variant", default="label-free", help="UniCAM: label-free (default, our choice) | "
+                                                                "label-guided")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the reference set's draw")
+
+
+def _view_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--colormap", default="jet")
+    parser.add_argument("--opacity", type=float, default=0.5, help="of the map over the image, 0…1")
+
+
+def _figure_columns() -> tuple[str, ...]:
+    from .roles import PANEL_KEYS
+
+    return PANEL_KEYS
 
 
 def _load(path: Path, args):
@@ -151,35 +189,56 @@ def _short_list(names, limit=6) -> str:
 
 
 def run_explain(args) -> int:
+    """Maps of one model (CAM methods) or of a pair (UniCAM), each on its image's pixel grid."""
+    _check_view_options(args)
     if args.method.lower() == "unicam":
         return run_unicam(args)
-    from .cams import cam_method, resolve_targets
-    from .data import display_image, to_batch
+    from .cams import TargetRule, cam_method
+    from .comparison import image_grid, maps_on_grid
+    from .data import to_batch
 
     if args.model is None:
-        raise BadInput("--model is required for CAM methods")
-    backend = _load(args.model, args)
-    method = cam_method(args.method)(backend, layer=args.layer, batch_size=args.batch_size)
+        raise BadInput("--model is required for CAM methods (or use --method unicam with --teacher/--student)")
+    method_class = cam_method(args.method)
+    rule, class_index = _target_rule(args.target, allow_true=False)
     images, errors = _read_images(args.images)
-    rule, class_index = _target_rule(args.target)
-    pre = backend.info.preprocessing
     names = _unique_names(image.path for image in images)
-    for start in range(0, len(images), args.batch_size):
-        chunk = images[start:start + args.batch_size]
-        x = to_batch(chunk, pre)
-        logits = backend.logits(x)
-        targets = resolve_targets(rule, logits, class_index=class_index)
-        result = method(x, targets, target_rule=args.target)
-        result = _with_image_records(result, chunk)
-        provenance = _provenance(backend, chunk)
-        out = args.out if len(images) <= args.batch_size else args.out / f"batch_{start // args.batch_size:03d}"
-        manifest = result.save(out, names[start:start + len(chunk)], [display_image(i.rgb, pre) for i in chunk],
-                               provenance, colormap=args.colormap, opacity=args.opacity, overwrite=args.overwrite)
-        print(f"wrote {len(chunk)} map(s) and {manifest}")
-    for image in images:
-        for note in image.notes:
-            print(f"note: {image.path.name}: {note}")
+    writer = _MapWriter(args.out, args.overwrite, args.colormap, args.opacity)
+    writer.check([Path(name) for name in names])
+    backend = _load(args.model, args)
+    method = _cam(method_class, backend, args.layer, args.batch_size)
+    pre = backend.info.preprocessing
+    records = []
+    with _bar(len(images), "explain") as bar:
+        for start in range(0, len(images), args.batch_size):
+            chunk = images[start:start + args.batch_size]
+            result = method(to_batch(chunk, pre), TargetRule(rule, class_index=class_index))
+            for i, image in enumerate(chunk):
+                grid = image_grid(*image.rgb.shape[:2])
+                values = maps_on_grid(result.low_res[i:i + 1], image.rgb.shape[:2], pre, grid)[0]
+                name = names[start + i]
+                writer.write(Path(name), image, values)
+                records.append({**_image_record(image, name, grid), "target": result.targets[i],
+                                "target_name": _class_name(pre.class_names, result.targets[i]),
+                                "note": result.notes[i], "map": f"{name}.npy", "overlay": f"{name}.png"})
+                bar.update(1)
+    manifest = writer.manifest({
+        "method": method.name, "layer": method.layer, "target_rule": rule, "target_class": class_index,
+        "model": _model_record(backend, method.layer), "images": records})
+    print(f"wrote {len(records)} map(s) and {manifest}")
+    _print_image_notes(images)
     return 0 if not errors else EXIT_BAD_INPUT
+
+
+def _cam(method_class, backend, layer, batch_size):
+    from .models import probe_layers
+
+    if layer is not None:
+        names = [l.name for l in probe_layers(backend)]
+        if layer not in names:
+            raise BadInput(f"{Path(backend.info.path).name}: no layer {layer!r}; layers are "
+                           f"{_short_list(names, 12)} (see kdx info)")
+    return method_class(backend, layer=layer, batch_size=batch_size)
 
 
 def _read_images(paths):
@@ -197,30 +256,228 @@ def _read_images(paths):
 
 
 def run_unicam(args) -> int:
-    from .data import display_image
-    from .models.loading import check_same_classes
-    from .unicam import ReferenceSet, distilled_and_residual
+    """The distilled and residual maps (S|B and B|S; S|T and T|S without a Base) of each image."""
+    from .comparison import ComparisonSettings, UniCamCache, compare_image
+    from .roles import ROLE_LETTERS, UNICAM_KEYS, unicam_pair
 
     if args.teacher is None or args.student is None or args.reference is None:
         raise BadInput("UniCAM needs --teacher, --student and --reference (and optionally --base)")
-    teacher, student = _load(args.teacher, args), _load(args.student, args)
-    base = _load(args.base, args) if args.base else None
-    check_same_classes(teacher, student, *([base] if base else []))
-    reference = ReferenceSet.from_folder(args.reference, n=args.n, seed=args.seed,
-                                         class_names=teacher.info.preprocessing.class_names)
+    _check_unicam_options(args)
     images, errors = _read_images(args.images)
-    other, pair = (base, ("distilled_S|B", "residual_B|S")) if base else (teacher, ("S|T", "T|S"))
     names = _unique_names(image.path for image in images)
-    for index, (image, name) in enumerate(zip(images, names)):
-        maps = distilled_and_residual(student, other, reference, image, variant=args.variant, teacher=teacher)
-        for label, result, model in zip(pair, maps, (student, other)):
-            out = args.out / label.replace("|", "_given_")
-            result = _with_image_records(result, [image])
-            result.save(out, [name], [display_image(image.rgb, model.info.preprocessing)],
-                        {**_provenance(model, [image]), "seed": args.seed},
-                        colormap=args.colormap, opacity=args.opacity, overwrite=args.overwrite or index > 0)
-        print(f"[{index + 1}/{len(images)}] {name}: {pair[0]} and {pair[1]} maps written to {args.out}")
+    roles = ("teacher", "student", "base") if args.base else ("teacher", "student")
+    folders = {key: f"{key}_{'_given_'.join(ROLE_LETTERS[r] for r in unicam_pair(key, roles))}" for key in UNICAM_KEYS}
+    writer = _MapWriter(args.out, args.overwrite, args.colormap, args.opacity)
+    writer.check([Path(folders[key]) / name for key in UNICAM_KEYS for name in names])
+    models = _comparison_models(args)
+    reference = _reference_set(args, models)
+    settings = ComparisonSettings(unicam_variant=args.variant, reference_n=args.n, colormap=args.colormap,
+                                  opacity=args.opacity)
+    cache, records = UniCamCache(), []
+    with _bar(len(images), "unicam") as bar:
+        for image, name in zip(images, names):
+            comparison = compare_image(models, image, settings=settings, reference=reference, unicam_cache=cache,
+                                       panels=UNICAM_KEYS)
+            record = {**_image_record(image, name, comparison.grid)}
+            for key in UNICAM_KEYS:
+                panel = comparison.panels[key]
+                if panel.values is None:
+                    raise BadInput(f"{image.path.name}: {panel.message}")
+                writer.write(Path(folders[key]) / name, image, panel.values)
+                record[key] = {"title": panel.title, "note": panel.note, "map": f"{folders[key]}/{name}.npy",
+                               "overlay": f"{folders[key]}/{name}.png", **panel.details}
+            records.append(record)
+            bar.update(1)
+    manifest = writer.manifest({
+        "method": "unicam", "variant": args.variant, "variant_choice": "label-free is the default (our choice, "
+        "METHODS §4)" if args.variant == "label-free" else "chosen by the user", "n": args.n, "seed": args.seed,
+        "reference": {"source": reference.source, "seed": reference.seed, "hashes": reference.hashes},
+        "models": {role: _model_record(m.backend, m.layer) for role, m in models.items()}, "images": records})
+    print(f"wrote {len(records)} image(s): {', '.join(folders.values())} maps and {manifest}")
+    _print_image_notes(images)
     return 0 if not errors else EXIT_BAD_INPUT
+
+
+def run_export(args) -> int:
+    """A figure panel of the comparisons of the given images, with its data folder."""
+    from .comparison import ComparisonSettings, UniCamCache, compare_image
+    from .comparison.export import check_export_location, export_comparisons
+    from .figures.figure_panel import FigureOptions
+
+    _check_view_options(args)
+    fmt = args.format or args.out.suffix.lower().lstrip(".")
+    if fmt not in ("png", "svg", "pdf"):
+        raise BadInput(f"--out {args.out}: give a .png, .svg or .pdf file (or --format)")
+    out = args.out if args.out.suffix.lower() == f".{fmt}" else args.out.with_name(args.out.name + f".{fmt}")
+    columns = tuple(c.strip() for c in args.columns.split(",") if c.strip())
+    metrics = () if args.metrics.strip() in ("", "none") else tuple(m.strip() for m in args.metrics.split(","))
+    options = FigureOptions(columns=columns, metrics=metrics, format=fmt, dpi=args.dpi)
+    rule, class_index = _target_rule(args.target, allow_true=True)
+    if not 0 <= args.threshold < 100:
+        raise BadInput(f"--threshold {args.threshold}: give a percentile in 0…100")
+    check_export_location(out, args.overwrite)
+    images, errors = _read_images(args.images)
+    models = _comparison_models(args)
+    wants_unicam = any(c in ("distilled", "residual") for c in columns)
+    if wants_unicam:
+        _check_unicam_options(args)
+        if args.reference is None:
+            raise BadInput("the distilled and residual columns need --reference DIR (an ImageFolder); "
+                           "or leave them out of --columns")
+    reference = _reference_set(args, models) if wants_unicam else None
+    settings = ComparisonSettings(method=args.method.lower(), target_rule=rule, class_index=class_index or 0,
+                                  unicam_variant=args.variant, reference_n=args.n, colormap=args.colormap,
+                                  opacity=args.opacity, threshold=args.threshold, shared_scale=args.shared_scale)
+    from .cams import cam_method
+
+    cam_method(settings.method)
+    class_names = models["teacher"].backend.info.preprocessing.class_names
+    cache, comparisons = UniCamCache(), []
+    with _bar(len(images), "export") as bar:
+        for image in images:
+            label = _label_from_folder(image.path, class_names) if rule == "true" else None
+            comparisons.append(compare_image(models, image, label, settings, reference=reference, unicam_cache=cache,
+                                             panels=("input", *columns)))
+            bar.update(1)
+    result = export_comparisons(comparisons, out, options, overwrite=args.overwrite, provenance={"seed": args.seed})
+    print(f"wrote {result.figure} and {result.folder}/ ({len(result.files) - 1} files)")
+    _print_image_notes(images)
+    return 0 if not errors else EXIT_BAD_INPUT
+
+
+def _label_from_folder(path: Path, class_names) -> int | None:
+    from .data import class_name_key
+
+    keys = {class_name_key(name): i for i, name in enumerate(class_names)}
+    return keys.get(class_name_key(path.parent.name))
+
+
+def _comparison_models(args) -> dict:
+    from .comparison import ComparisonModel
+    from .models import default_target_layer, probe_layers
+    from .models.loading import check_same_classes
+
+    paths = {"teacher": args.teacher, "student": args.student, "base": args.base}
+    backends = {role: _load(path, args) for role, path in paths.items() if path is not None}
+    check_same_classes(*backends.values())
+    models = {}
+    for role, backend in backends.items():
+        try:
+            layer, note = default_target_layer(probe_layers(backend)), None
+        except ValueError as exc:
+            layer, note = None, str(exc)
+        models[role] = ComparisonModel(backend, layer, note)
+    return models
+
+
+def _reference_set(args, models):
+    from .unicam import ReferenceSet
+
+    return ReferenceSet.from_folder(args.reference, n=args.n, seed=args.seed,
+                                    class_names=models["teacher"].backend.info.preprocessing.class_names)
+
+
+def _check_view_options(args) -> None:
+    """Every drawing option is checked before anything is loaded, computed or written."""
+    from .figures import COLORMAPS
+
+    if args.colormap not in COLORMAPS:
+        raise BadInput(f"--colormap {args.colormap!r}: use one of {', '.join(COLORMAPS)}")
+    if not 0.0 <= args.opacity <= 1.0:
+        raise BadInput(f"--opacity {args.opacity}: give a value in 0…1")
+    if getattr(args, "batch_size", 1) < 1:
+        raise BadInput(f"--batch-size {args.batch_size}: give at least 1")
+
+
+def _check_unicam_options(args) -> None:
+    from .unicam import VARIANTS
+
+    if args.variant not in VARIANTS:
+        raise BadInput(f"--variant {args.variant!r}: use one of {', '.join(VARIANTS)}")
+    if args.n < 4:
+        raise BadInput(f"--n {args.n}: UniCAM needs n ≥ 4 (reference images + the query)")
+
+
+class _MapWriter:
+    """Writes ``<name>.npy`` (raw map on the image grid) and ``<name>.png`` (overlay on the image) under
+    one folder, then one manifest.json; refuses up front to replace files without ``overwrite``."""
+
+    def __init__(self, out: Path, overwrite: bool, colormap: str, opacity: float):
+        self.out, self.overwrite, self.colormap, self.opacity = out, overwrite, colormap, opacity
+
+    def check(self, stems: list[Path]) -> None:
+        from .output_paths import check_writable_folder
+
+        check_writable_folder(self.out)
+        targets = [self.out / f"{stem}.{ext}" for stem in stems for ext in ("npy", "png")]
+        existing = [p for p in [*targets, self.out / "manifest.json"] if p.exists()]
+        if existing and not self.overwrite:
+            shown = ", ".join(str(p.relative_to(self.out)) for p in existing[:3])
+            raise BadInput(f"{self.out}: would overwrite {shown}{' …' if len(existing) > 3 else ''} (use --overwrite)")
+
+    def write(self, stem: Path, image, values) -> None:
+        import io
+
+        import numpy as np
+        from PIL import Image
+
+        from .atomic_files import atomic_write_bytes
+        from .comparison import Panel, image_frame
+        from .figures import panel_scales, render_panel
+
+        folder = (self.out / stem).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.save(buffer, values.astype(np.float32))
+        atomic_write_bytes(self.out / f"{stem}.npy", buffer.getvalue())
+        frame = image_frame(image)
+        scale = panel_scales({"map": Panel("map", "", values=values)}, shared=False)["map"]
+        png = io.BytesIO()
+        Image.fromarray(render_panel(frame, values, "map", scale, self.colormap, self.opacity, 0.0)).save(png, "PNG")
+        atomic_write_bytes(self.out / f"{stem}.png", png.getvalue())
+
+    def manifest(self, record: dict) -> Path:
+        from .atomic_files import atomic_write_text
+        from .comparison import NORMALISATION
+        from .comparison.export import strict_json
+        from .provenance import package_versions
+
+        data = {**record, "maps": {"grid": "each image's own pixel grid (scaled uniformly when its longer side "
+                                           "exceeds 1024 px); NaN outside the model's crop",
+                                   "values": "raw map after ReLU (.npy, float32)",
+                                   "overlay": f"{self.colormap}, opacity {self.opacity}, {NORMALISATION}"},
+                "versions": package_versions()}
+        path = self.out / "manifest.json"
+        atomic_write_text(path, strict_json(data) + "\n")
+        return path
+
+
+def _image_record(image, name, grid) -> dict:
+    return {"name": name, "file": str(image.path), "sha256": image.sha256, "notes": list(image.notes),
+            "size": [image.rgb.shape[1], image.rgb.shape[0]], "grid": [grid.width, grid.height, grid.scale]}
+
+
+def _model_record(backend, layer) -> dict:
+    from .comparison import ComparisonModel, model_record
+
+    return model_record(ComparisonModel(backend, layer))
+
+
+def _class_name(names, index) -> str | None:
+    return names[index] if 0 <= index < len(names) else None
+
+
+def _print_image_notes(images) -> None:
+    for image in images:
+        for note in image.notes:
+            print(f"note: {image.path.name}: {note}")
+
+
+def _bar(total: int, what: str):
+    """A progress bar on the terminal (silent when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit="image", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
 
 
 def run_metrics(args) -> int:
@@ -280,43 +537,26 @@ def run_zoo_build(args) -> int:
     return 0
 
 
-def _target_rule(text: str) -> tuple[str, int | None]:
+def _target_rule(text: str, allow_true: bool) -> tuple[str, int | None]:
     if text.startswith("class:"):
         try:
-            return "class", int(text.split(":", 1)[1])
+            index = int(text.split(":", 1)[1])
         except ValueError as exc:
             raise BadInput(f"--target {text!r}: class index must be an integer") from exc
+        if index < 0:
+            raise BadInput(f"--target {text!r}: class index must be ≥ 0")
+        return "class", index
+    if text == "true" and not allow_true:
+        raise BadInput("--target true needs labelled images; use 'kdx export --target true' on class folders")
     if text not in ("predicted", "true"):
         raise BadInput(f"--target {text!r}: use predicted, true or class:K")
-    if text == "true":
-        raise BadInput("--target true needs labelled images; use 'kdx metrics' with a dataset folder")
     return text, None
 
 
 def _unique_names(paths) -> list[str]:
-    names, seen = [], {}
-    for path in paths:
-        stem = Path(path).name.split(".")[0]
-        count = seen.get(stem, 0)
-        seen[stem] = count + 1
-        names.append(stem if count == 0 else f"{stem}_{count}")
-    return names
+    from .comparison.export import unique_names
 
-
-def _with_image_records(result, chunk):
-    records = [{"file": str(i.path), "sha256": i.sha256, "notes": list(i.notes)} for i in chunk]
-    return dataclasses.replace(result, details={**result.details, "image_files": records})
-
-
-def _provenance(backend, chunk) -> dict:
-    info = backend.info
-    return {
-        "model": {"file": info.path, "sha256": info.sha256, "format": info.format, "backend": info.backend,
-                  "architecture": info.architecture, "preprocessing": info.preprocessing.to_json(),
-                  "notes": list(info.notes)},
-        "n_images": len(chunk),
-        "seed": None,
-    }
+    return unique_names(paths)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ class AnalysisScheduler(QObject):
     def __init__(self, session: Session, jobs: JobRunner, parent: QObject | None = None):
         super().__init__(parent)
         self.session, self.jobs = session, jobs
-        self.worker_cache: dict = {}  # touched only by jobs, all on the one worker thread
+        self._worker_caches = None  # made by the first job and touched only by jobs, all on the one worker thread
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(COALESCE_MS)
@@ -32,6 +32,14 @@ class AnalysisScheduler(QObject):
         session.currentChanged.connect(self._current_changed)
         session.settingsChanged.connect(self._settings_changed)
         session.engineReady.connect(self._everything_changed)
+
+    def worker_caches(self):
+        """The analysis jobs' caches (UniCAM explainers, reference sets); call only from a job."""
+        if self._worker_caches is None:
+            from .analysis import WorkerCaches
+
+            self._worker_caches = WorkerCaches()
+        return self._worker_caches
 
     def _everything_changed(self, *_args) -> None:
         self._schedule(comparison=True, predictions=True)
@@ -76,12 +84,12 @@ class AnalysisScheduler(QObject):
         settings = session.settings
         engine = session.engine
         references = [(other, session.label_of(other)) for other in session.images if other.id != item.id]
-        cache = self.worker_cache
 
         def work(progress):
             from . import analysis
 
-            return analysis.compare_image(models, item, label, settings, engine, references, cache, progress)
+            return analysis.compare_image(models, item, label, settings, engine, references, self.worker_caches(),
+                                          progress)
 
         session.analysing = True
         self.jobs.submit(f"analysing {item.name}", work, key="comparison", on_success=self._comparison_done,

@@ -10,7 +10,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 
-from .panel_rendering import DIVERGING, colormap_lut, panel_scales, render_panel
+from kdx_engine.figures.panel_rendering import DIVERGING, colormap_lut, panel_scales, render_panel
+
 from .plots import FittedLabel
 from .session import PANEL_KEYS, ROLE_COLOURS, Session
 
@@ -95,7 +96,9 @@ class PanelView:
         value = self.values[row, col]
         if self.kind == "image":
             return "RGB " + ", ".join(str(int(v)) for v in value)
-        return f"{float(value):+.3g}" if self.kind == "difference" else f"{float(value):.3g}"
+        if not np.isfinite(value):
+            return "no value (outside the model's crop)"
+        return f"value {float(value):+.3g}" if self.kind == "difference" else f"value {float(value):.3g}"
 
 
 class ComparisonCanvas(pg.GraphicsLayoutWidget):
@@ -197,7 +200,7 @@ class ComparisonCanvas(pg.GraphicsLayoutWidget):
             result = comparison.panels.get(key)
             if result is None:
                 continue
-            panel.set_texts(result.title, result.subtitle, result.message if result.values is not None else None)
+            panel.set_texts(result.title, result.subtitle, result.note if result.values is not None else None)
             if result.values is None:
                 panel.show_message(result.message or "no map", self.frame_size)
             elif result.kind == "image":

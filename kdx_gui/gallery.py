@@ -134,7 +134,7 @@ class GalleryView(QWidget):
         self.list.setFont(small)
         self.list.setWordWrap(True)
         self.list.setUniformItemSizes(True)
-        self.list.setSelectionMode(QListView.SelectionMode.SingleSelection)
+        self.list.setSelectionMode(QListView.SelectionMode.ExtendedSelection)
         self.list.setAcceptDrops(False)
         self.list.selectionModel().currentChanged.connect(self._current_index_changed)
 
@@ -315,6 +315,11 @@ class GalleryView(QWidget):
     def visible_ids(self) -> list[int]:
         """Image ids in the order the gallery shows them (after filter and sort)."""
         return [self.proxy.index(row, 0).data(ID_ROLE) for row in range(self.proxy.rowCount())]
+
+    def selected_ids(self) -> list[int]:
+        """Ids of the selected images, in the order the gallery shows them."""
+        rows = sorted(index.row() for index in self.list.selectionModel().selectedIndexes())
+        return [self.proxy.index(row, 0).data(ID_ROLE) for row in rows]
 
     def _update_count(self) -> None:
         total, shown = self.model.rowCount(), self.proxy.rowCount()

@@ -28,6 +28,7 @@ from .canvas_controls import CanvasControls
 from .comparison_canvas import ComparisonCanvas
 from .demo import Demo, find_demo
 from .engine import import_engine
+from .export_dialog import ask_export
 from .gallery import GalleryView
 from .gc_policy import collect_on_gui_thread, freeze_long_lived
 from .jobs import JobRunner, JobStatusWidget
@@ -161,6 +162,9 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "&Save project", self.save_project, QKeySequence.StandardKey.Save)
         self._action(file_menu, "Save project &as…", self.save_project_as, QKeySequence.StandardKey.SaveAs)
         self._action(file_menu, "Open the &demo", self.open_demo)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Export figure…", self.export_figure_dialog, "Ctrl+E",
+                     "A figure panel (PNG, SVG, PDF) of the current, selected or shown images, with maps and metrics")
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
@@ -336,6 +340,44 @@ class MainWindow(QMainWindow):
         if files:
             event.acceptProposedAction()
             self.open_paths(files)
+
+    # --- export --------------------------------------------------------------------------------
+    def export_figure_dialog(self) -> None:
+        chosen = ask_export(self)
+        if chosen is not None:
+            self.export_figure(*chosen, overwrite=True)  # the user confirmed any replacement
+
+    def export_items(self, which: str) -> list:
+        """The gallery images an export covers: the current one, the selected ones, or all shown."""
+        by_id = {item.id: item for item in self.session.images}
+        if which == "current":
+            return [self.session.current_image] if self.session.current_image is not None else []
+        ids = self.gallery.selected_ids() if which == "selected" else self.gallery.visible_ids()
+        return [by_id[i] for i in ids if i in by_id]
+
+    def export_figure(self, request, path: str, overwrite: bool = False):
+        """Export a figure as a job; returns the job (None when there is nothing to export)."""
+        session = self.session
+        items = self.export_items(request.images)
+        if not session.engine_ready or not items or not session.loaded_models():
+            self.show_error("Export figure", "Nothing to export: load a model and choose at least one image.")
+            return None
+        models, settings, engine = session.loaded_models(), session.settings, session.engine
+        chosen = [(item, session.label_of(item)) for item in items]
+        gallery = [(item, session.label_of(item)) for item in session.images]
+        caches = self.scheduler.worker_caches
+
+        def work(progress):
+            from . import analysis
+
+            return analysis.export_figure(models, chosen, settings, engine, gallery, caches(), request, path,
+                                          overwrite, progress)
+
+        def done(result) -> None:
+            self.statusBar().showMessage(f"exported {result.figure.name} and {result.folder.name}/", 15000)
+
+        return self.jobs.submit(f"exporting {Path(path).name}", work, on_success=done,
+                                on_failure=lambda message: self.show_error("Export figure", message))
 
     # --- misc ----------------------------------------------------------------------------------
     def dataset_metrics_dialog(self) -> None:

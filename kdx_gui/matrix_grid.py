@@ -7,7 +7,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF
 from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QWidget
 
-from .panel_rendering import colormap_lut
+from kdx_engine.figures.panel_rendering import colormap_lut
 from .plots import SMALL_FONT, FittedLabel
 from .session import AttentionRecord, Session
 from .settings import AppSettings

@@ -6,7 +6,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QFont, QTextOption
 
-from .panel_rendering import colormap_lut
+from kdx_engine.figures.panel_rendering import colormap_lut
 
 
 def configure_pyqtgraph() -> None:

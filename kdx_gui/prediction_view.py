@@ -94,7 +94,7 @@ class PredictionView(QWidget):
             for rank, c in enumerate(np.argsort(-probs)[:TOP_K], start=1):
                 rows.append([ROLE_TITLES[role], rank, _name(names, int(c)), float(probs[c])])
         self.table.set_rows(rows)
-        self.map_table.set_rows(self._map_rows(comparison.map_comparison))
+        self.map_table.set_rows(self._map_rows(comparison.map_metrics))
 
     @staticmethod
     def _map_rows(metrics: dict) -> list[list]:

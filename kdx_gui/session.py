@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +18,10 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-ROLES = ("teacher", "student", "base")
-ROLE_TITLES = {"teacher": "Teacher", "student": "Student", "base": "Base"}
-ROLE_LETTERS = {"teacher": "T", "student": "S", "base": "B"}
+from kdx_engine.roles import PANEL_KEYS, ROLE_LETTERS, ROLE_TITLES, ROLES  # noqa: F401 - re-exported for views
+
 ROLE_COLOURS = {"teacher": "#1f77b4", "student": "#d62728", "base": "#2ca02c"}
-PANEL_KEYS = ("input", "teacher", "student", "base", "distilled", "residual", "difference")
-UNICAM_VARIANTS = ("label-guided", "label-free")
+UNICAM_VARIANTS = ("label-free", "label-guided")
 ANALYSIS_SETTINGS = frozenset({"method", "target_rule", "class_index", "unicam_variant", "reference_folder",
                                "reference_n"})
 
@@ -79,42 +76,6 @@ def label_hints_for(path: Path | None) -> tuple[str, ...]:
     return tuple(hints)
 
 
-@dataclass(frozen=True)
-class ImagePrediction:
-    """Per image: each model's predicted class and confidence, and the T–S map correlation."""
-
-    classes: dict[str, int]
-    confidence: dict[str, float]
-    correlation: float = math.nan
-    correlation_note: str | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class PanelResult:
-    """One panel of the comparison canvas: values on the display frame, or why there are none."""
-
-    key: str
-    title: str
-    subtitle: str = ""
-    values: np.ndarray | None = None
-    message: str | None = None
-    kind: str = "map"  # "image" (RGB), "map" (≥ 0), "difference" (signed)
-    group: str = "cam"  # panels in one group share a scale when the scale is shared
-
-
-@dataclass(frozen=True, eq=False)
-class Comparison:
-    """Everything computed for the current image: panels, predictions and the T–S map comparison."""
-
-    image_id: int
-    panels: dict[str, PanelResult]
-    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
-    class_names: tuple[str, ...] = ()
-    kl_teacher_student: float | None = None
-    map_comparison: dict[str, Any] = field(default_factory=dict)
-    label: int | None = None
-
-
 @dataclass(frozen=True, eq=False)
 class AttentionRecord:
     """VAM attention and KDExplainer routing read from one checkpoint; a reason where it has none."""
@@ -142,12 +103,21 @@ class ViewSettings:
     opacity: float = 0.5
     threshold: float = 0.0
     shared_scale: bool = False
-    unicam_variant: str = "label-guided"
+    unicam_variant: str = "label-free"
     reference_folder: str | None = None
     reference_n: int = 16
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
+
+    def for_engine(self):
+        """The engine's ComparisonSettings for these controls."""
+        from kdx_engine.comparison import ComparisonSettings
+
+        return ComparisonSettings(
+            method=self.method, target_rule=self.target_rule, class_index=self.class_index,
+            unicam_variant=self.unicam_variant, reference_n=self.reference_n, colormap=self.colormap,
+            opacity=self.opacity, threshold=self.threshold, shared_scale=self.shared_scale)
 
     @classmethod
     def from_json(cls, data: dict) -> "ViewSettings":
@@ -187,8 +157,8 @@ class Session(QObject):
         self.images: list[GalleryImage] = []
         self.current = -1
         self.settings = ViewSettings()
-        self.predictions: dict[int, ImagePrediction] = {}
-        self.comparison: Comparison | None = None
+        self.predictions: dict = {}  # image id → the engine's ImagePrediction
+        self.comparison = None  # the engine's Comparison of the current image
         self.analysing = False
         self.dataset_metrics = None
         self.dataset_folder: str | None = None
@@ -281,11 +251,11 @@ class Session(QObject):
         self.settings = dataclasses.replace(self.settings, **changes)
         self.settingsChanged.emit(changed)
 
-    def set_predictions(self, predictions: dict[int, ImagePrediction]) -> None:
+    def set_predictions(self, predictions: dict) -> None:
         self.predictions = predictions
         self.predictionsChanged.emit()
 
-    def set_comparison(self, comparison: Comparison | None) -> None:
+    def set_comparison(self, comparison) -> None:
         self.comparison = comparison
         self.comparisonChanged.emit()
 

@@ -1,11 +1,22 @@
-"""A read-only table whose contents copy to the clipboard as tab-separated values."""
+"""A read-only table whose contents copy to the clipboard as tab-separated values and save as CSV."""
 from __future__ import annotations
 
+import csv
+import io
 import math
+from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHeaderView,
+    QMessageBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
 
 
 def cell_text(value) -> str:
@@ -33,6 +44,9 @@ class CopyableTable(QTableWidget):
         copy.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
         copy.triggered.connect(self.copy_to_clipboard)
         self.addAction(copy)
+        save = QAction("Save as CSV…", self)
+        save.triggered.connect(self.save_dialog)
+        self.addAction(save)
 
     def headers(self) -> list[str]:
         return [self.horizontalHeaderItem(c).text() for c in range(self.columnCount())]
@@ -54,6 +68,28 @@ class CopyableTable(QTableWidget):
     def to_tsv(self, selected_only: bool = False) -> str:
         lines = ["\t".join(self.headers())] + ["\t".join(row) for row in self.rows(selected_only)]
         return "\n".join(lines) + "\n"
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.headers())
+        writer.writerows(self.rows())
+        return buffer.getvalue()
+
+    def save_csv(self, path: str) -> None:
+        """The whole table as CSV, written atomically."""
+        from kdx_engine.atomic_files import atomic_write_text
+
+        atomic_write_text(Path(path), self.to_csv())
+
+    def save_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save table as CSV", "table.csv", "CSV (*.csv)")
+        if not path:
+            return
+        try:
+            self.save_csv(path)
+        except OSError as exc:
+            QMessageBox.warning(self, "Save table", f"{Path(path).name}: cannot write ({exc.strerror or exc})")
 
     def copy_to_clipboard(self) -> str:
         text = self.to_tsv(selected_only=True)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..models.backend import LOGITS, ModelBackend
 from ..models.layers import default_target_layer, probe_layers
 from .explanation import Explanation
-from .targets import ClassTarget, target_cotangent
+from .targets import ClassTarget, TargetRule, target_cotangent
 
 
 class BaseCAM(ABC):
@@ -28,22 +28,35 @@ class BaseCAM(ABC):
         self.layer = layer or default_target_layer(probe_layers(backend))
         self.batch_size = batch_size
 
-    def __call__(self, x: torch.Tensor, targets: Sequence[ClassTarget], target_rule: str = "given") -> Explanation:
+    def __call__(self, x: torch.Tensor, targets: Sequence[ClassTarget] | TargetRule,
+                 target_rule: str | None = None) -> Explanation:
+        """Maps of ``x`` for ``targets``: one target per image, or a rule resolved from the logits of the
+        same forward pass that computes the map."""
+        return self.from_forward(x, self.run_forward(x), targets, target_rule)
+
+    def run_forward(self, x: torch.Tensor, layers: Sequence[str] = ()):
+        """The one forward pass a map needs (with gradients from the target layer on, for gradient
+        methods); ``layers`` adds activations for other uses of the same pass (e.g. UniCAM)."""
         if self.uses_gradients:
-            forward = self.backend.forward(x, grad_layer=self.layer)
-            activations = forward.activations[self.layer]
-            grads = forward.vjp({LOGITS: target_cotangent(forward.logits, targets)})
-        else:
-            forward = self.backend.forward(x, [self.layer])
-            activations, grads = forward.activations[self.layer], None
+            return self.backend.forward(x, layers, grad_layer=self.layer)
+        return self.backend.forward(x, [self.layer, *layers])
+
+    def from_forward(self, x: torch.Tensor, forward, targets: Sequence[ClassTarget] | TargetRule,
+                     target_rule: str | None = None) -> Explanation:
+        """The maps from a forward pass made by ``run_forward``."""
+        if isinstance(targets, TargetRule):
+            target_rule = target_rule or targets.rule
+            targets = targets.resolve(forward.logits)
+        activations = forward.activations[self.layer]
         _check_spatial(activations, self.layer)
+        grads = forward.vjp({LOGITS: target_cotangent(forward.logits, targets)}) if self.uses_gradients else None
         raw = self.cam_image(x, activations, grads, targets)
         low_res = torch.relu(raw)
         maps = F.interpolate(low_res[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         notes = tuple(_map_note(r, g) for r, g in zip(raw, grads if grads is not None else [None] * len(raw)))
         return Explanation(
-            method=self.name, layer=self.layer, targets=tuple(t.index for t in targets), target_rule=target_rule,
-            low_res=low_res, maps=maps, logits=forward.logits, notes=notes,
+            method=self.name, layer=self.layer, targets=tuple(t.index for t in targets),
+            target_rule=target_rule or "given", low_res=low_res, maps=maps, logits=forward.logits, notes=notes,
         )
 
     @abstractmethod

@@ -9,8 +9,8 @@ from PySide6.QtWidgets import QFileDialog
 from gui_fixtures import image_tree, isolated_settings, model_files, window  # noqa: F401 - fixtures
 from gui_helpers import load_models, wait_idle, write_image_tree
 from kdx_engine.cams import cam_method, resolve_targets
-from kdx_engine.data import display_image, to_batch
-from kdx_gui.session import Comparison, PanelResult
+from kdx_engine.data import to_batch
+from kdx_engine.comparison import Comparison, ComparisonSettings, Panel, image_grid
 
 
 @pytest.fixture()
@@ -38,7 +38,7 @@ def test_panels_show_the_engines_maps_and_say_why_others_are_missing(window, qtb
     expected = engine_map(teacher, item.image).maps[0].numpy()
     np.testing.assert_allclose(canvas.panels["teacher"].values, expected, rtol=1e-5, atol=1e-7)
     assert canvas.panels["teacher"].image.image is not None
-    np.testing.assert_array_equal(canvas.panels["input"].values, display_image(item.image, teacher.info.preprocessing))
+    np.testing.assert_array_equal(canvas.panels["input"].values, item.image.rgb)  # the image's own pixels
     assert canvas.panels["student"].values is None
     assert canvas.panels["student"].message_text.startswith("no Student model loaded")
     assert canvas.panels["base"].message_text.startswith("no Base model loaded")
@@ -59,10 +59,11 @@ def test_a_blank_map_shows_the_engines_reason(window, qtbot, image_tree):
     wait_idle(qtbot, window)
     item = window.session.current_image
     frame = item.image.rgb
-    panels = {"input": PanelResult("input", "Input", "", frame, kind="image"),
-              "teacher": PanelResult("teacher", "Teacher", "gradcam", np.zeros(frame.shape[:2]),
-                                     "all-zero map: the weighted activations are negative everywhere")}
-    window.session.set_comparison(Comparison(item.id, panels))
+    panels = {"input": Panel("input", "Input", "", frame, kind="image"),
+              "teacher": Panel("teacher", "Teacher", "gradcam", np.zeros(frame.shape[:2]),
+                               note="all-zero map: the weighted activations are negative everywhere")}
+    window.session.set_comparison(Comparison(item.image, None, (), image_grid(*frame.shape[:2]), frame, None, panels,
+                                             {}, ComparisonSettings(), image_id=item.id))
     assert window.canvas.panels["teacher"].note_text.startswith("⚠ all-zero map")
     assert window.canvas.panels["teacher"].values is not None
 
@@ -98,8 +99,8 @@ def test_the_crosshair_reads_the_value_under_the_cursor_in_every_panel(analysed,
 
     readouts = canvas.readouts()
     for key in ("teacher", "student", "base"):
-        assert readouts[key] == f"{canvas.panels[key].values[20, 10]:.3g}"
-    assert readouts["difference"] == f"{canvas.panels['difference'].values[20, 10]:+.3g}"
+        assert readouts[key] == f"value {canvas.panels[key].values[20, 10]:.3g}"
+    assert readouts["difference"] == f"value {canvas.panels['difference'].values[20, 10]:+.3g}"
     r, g, b = canvas.panels["input"].values[20, 10]
     assert readouts["input"] == f"RGB {r}, {g}, {b}"
     for panel in canvas.panels.values():
@@ -130,7 +131,7 @@ def test_display_controls_redraw_without_running_the_engine(analysed):
 
 
 def test_shared_scale_puts_the_models_maps_on_one_scale(analysed):
-    from kdx_gui.panel_rendering import panel_scales
+    from kdx_engine.figures import panel_scales
 
     session = analysed.session
     session.update_settings(shared_scale=False)
@@ -172,14 +173,14 @@ def test_unicam_panels_use_the_reference_set_and_variant(analysed, qtbot, tmp_pa
     for key in ("distilled", "residual"):
         panel = session.comparison.panels[key]
         assert panel.values is not None and panel.values.shape == (32, 32), panel.message
-        assert "label-guided" in panel.subtitle and "ref gallery, n=6" in panel.subtitle
+        assert "label-free" in panel.subtitle and "ref gallery, n=6" in panel.subtitle  # the default
     assert canvas.panels["distilled"].title.text == "Distilled (S|B)"
-    guided = canvas.panels["distilled"].values.copy()
+    label_free = canvas.panels["distilled"].values.copy()
 
-    controls.variant.setCurrentText("label-free")
+    controls.variant.setCurrentText("label-guided")
     wait_idle(qtbot, analysed)
-    assert "label-free" in session.comparison.panels["distilled"].subtitle
-    assert not np.allclose(canvas.panels["distilled"].values, guided)
+    assert "label-guided" in session.comparison.panels["distilled"].subtitle
+    assert not np.allclose(canvas.panels["distilled"].values, label_free)
 
     reference = write_image_tree(tmp_path / "reference", per_class=2, seed=9)
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(reference))

@@ -46,7 +46,7 @@ def test_predictions_show_top_k_bars_and_kl(window, qtbot, model_files, image_tr
     lines = tsv.splitlines()
     assert lines[0] == "model\trank\tclass\tprobability" and len(lines) == 13
     assert lines[1].split("\t")[3] == f"{probs['teacher'].max():.4g}"
-    pearson = session.comparison.map_comparison["pearson"]
+    pearson = session.comparison.map_metrics["pearson"]
     assert view.map_table.rows()[0][:2] == ["Pearson r", f"{pearson:.4g}"]
 
 

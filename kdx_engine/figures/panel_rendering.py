@@ -1,5 +1,6 @@
-"""How a computed map is drawn: scale (per panel or shared), percentile threshold, colormap over the
-input. Display only: the maps themselves come from the engine, and the blend is the engine's overlay.
+"""How a comparison's map is drawn: scale (per panel or shared), percentile threshold, colormap over
+the image, and undefined pixels (outside a model's crop, or non-finite) drawn as such. One renderer
+for the window and the exported figures, so both show the same pixels.
 """
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kdx_engine.figures import apply_colormap, overlay
+from .colormaps import apply_colormap
+from .overlay import overlay
 
 DIVERGING = "coolwarm"
 EPS = 1e-7
+UNDEFINED_GREY = 128.0
+UNDEFINED_SHADE = 0.65  # weight of the grey over the image where a map is undefined
+HATCH_PERIOD = 6  # pixels between the diagonal lines drawn over undefined pixels
 
 
 @dataclass(frozen=True)
@@ -54,17 +59,30 @@ def scaled(values: np.ndarray, scale: Scale) -> np.ndarray:
 def render_panel(frame: np.ndarray, values: np.ndarray, kind: str, scale: Scale, colormap: str,
                  opacity: float, threshold: float) -> np.ndarray:
     """H×W×3 uint8: the colour-mapped values over the frame; pixels below the ``threshold`` percentile
-    (of the magnitude, for a difference) show the plain frame."""
+    (of the magnitude, for a difference) show the plain frame; undefined (NaN) pixels show the frame
+    greyed and hatched."""
+    undefined = ~np.isfinite(values)
     unit = np.nan_to_num(scaled(values, scale), nan=0.0)
     colours = overlay(frame, unit, DIVERGING if kind == "difference" else colormap, opacity)
-    if threshold <= 0:
-        return colours
-    strength = np.abs(values) if kind == "difference" else values
-    finite = strength[np.isfinite(strength)]
-    if finite.size == 0:
-        return frame.copy()
-    keep = strength >= np.percentile(finite, threshold)
-    return np.where(keep[..., None], colours, frame)
+    if threshold > 0:
+        strength = np.abs(values) if kind == "difference" else values
+        finite = strength[~undefined]
+        if finite.size:
+            keep = np.zeros(values.shape, dtype=bool)
+            keep[~undefined] = finite >= np.percentile(finite, threshold)
+            colours = np.where(keep[..., None], colours, frame)
+    if undefined.any():
+        colours = np.where(undefined[..., None], undefined_pixels(frame), colours)
+    return colours
+
+
+def undefined_pixels(frame: np.ndarray) -> np.ndarray:
+    """The frame greyed, with diagonal hatching: how pixels without a map value look."""
+    grey = (1.0 - UNDEFINED_SHADE) * frame.astype(np.float64) + UNDEFINED_SHADE * UNDEFINED_GREY
+    rows, cols = np.indices(frame.shape[:2])
+    hatch = ((rows + cols) % HATCH_PERIOD) == 0
+    grey[hatch] = 0.6 * grey[hatch]
+    return np.clip(np.rint(grey), 0, 255).astype(np.uint8)
 
 
 def colormap_lut(name: str) -> np.ndarray:

@@ -1,0 +1,35 @@
+"""Checks that an output location can be written, made before any work is done, so a long run never
+ends in "cannot write" and nothing is left half-written."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str = "output folder") -> None:
+    """Raise ValueError naming ``folder`` when files cannot be created in it (or in the nearest existing
+    folder above it, where it does not exist yet)."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ValueError(f"{folder}: cannot write the {what} there: {probe} is a file, not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".kdx-write-check-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{folder}: cannot write the {what} there ({exc.strerror or exc})") from exc
+
+
+def check_new_file(path: str | os.PathLike, overwrite: bool, what: str = "output") -> None:
+    """Raise when ``path`` exists (without ``overwrite``), is a folder, or its folder is not writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give a file name for the {what}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: exists (use --overwrite)")
+    check_writable_folder(path.parent if str(path.parent) else Path("."), what)
