@@ -78,14 +78,15 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true")
     export.set_defaults(run=run_export)
 
-    metrics = sub.add_parser("metrics", help="FSS, CKA, RS and partial RS with bootstrap intervals, as JSON")
+    metrics = sub.add_parser("metrics", help="FSS, CKA, RS and partial RS with jackknife intervals, as JSON")
     metrics.add_argument("--teacher", type=Path, required=True)
     metrics.add_argument("--student", type=Path, required=True)
     metrics.add_argument("--base", type=Path)
     metrics.add_argument("--dataset", type=Path, required=True, help="ImageFolder: class_name/image.ext")
     metrics.add_argument("--embeddings", type=Path, help="K×e class embeddings (.npy), rows in class order")
     metrics.add_argument("--out", type=Path, required=True)
-    metrics.add_argument("--resamples", type=int, default=200)
+    metrics.add_argument("--resamples", type=int, default=200,
+                         help="unused: intervals are a delete-one jackknife (kept for old scripts)")
     metrics.add_argument("--seed", type=int, default=0)
     metrics.add_argument("--batch-size", type=int, default=32)
     metrics.add_argument("--overwrite", action="store_true")

@@ -46,7 +46,7 @@ class DatasetMetricsRunner(QWidget):
         self.resamples = QSpinBox()
         self.resamples.setRange(0, 2000)
         self.resamples.setValue(200)
-        self.resamples.setPrefix("bootstrap ")
+        self.resamples.setVisible(False)  # the delete-one jackknife has no resamples to choose
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self._run_clicked)
         self.status = QLabel()
@@ -105,8 +105,8 @@ class DatasetMetricsRunner(QWidget):
         if metrics is not None:
             notes = list(metrics.notes) + ([f"{len(metrics.skipped)} unreadable file(s) skipped"] if metrics.skipped else [])
             self.status.setText(f"n = {metrics.n} images ({metrics.n_labelled} labelled) from "
-                                f"{Path(self.session.dataset_folder or '').name}, {metrics.resamples} bootstrap "
-                                f"resamples, 95% intervals" + ("; " + "; ".join(notes) if notes else ""))
+                                f"{Path(self.session.dataset_folder or '').name}, 95% intervals: "
+                                f"{metrics.interval['method']}" + ("; " + "; ".join(notes) if notes else ""))
             self.status.setStyleSheet("")
         else:
             self.status.setText(reason or "ready: press Run")

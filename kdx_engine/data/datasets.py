@@ -35,8 +35,12 @@ class ImageFolderDataset:
 
     Folder names are matched to ``class_names`` exactly first, then by ``class_name_key``; images in
     folders that match no class, and images at the root itself, get the label None, and the
-    unmatched folder names are listed in ``unknown_folders``. Without ``class_names`` the sorted
-    folder names are the classes. Masks (``name.mask.png``) come with their images.
+    unmatched folder names are listed in ``unknown_folders``. Without ``class_names`` (None or
+    empty) the sorted folder names are the classes. Where the names are only the placeholders a
+    model without class names gets (``class_0``, ``class_1``, …) and no folder matches them, class k
+    is the k-th folder in sorted order (torchvision's ``ImageFolder`` convention, METHODS §3); folders
+    beyond the model's classes stay unlabelled, and ``label_note`` says so (None otherwise). Real
+    class names (a sidecar's) always take precedence. Masks (``name.mask.png``) come with their images.
     """
 
     def __init__(self, root: str | os.PathLike, class_names: Sequence[str] | None = None):
@@ -44,8 +48,12 @@ class ImageFolderDataset:
         if not self.root.is_dir():
             raise ValueError(f"{self.root.name}: dataset folder not found")
         folders = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        self.class_names: tuple[str, ...] = tuple(class_names) if class_names is not None else tuple(folders)
+        self.class_names: tuple[str, ...] = tuple(class_names) if class_names else tuple(folders)
         label_of_folder = _labels_of_folders(folders, self.class_names)
+        self.label_note: str | None = None
+        if is_placeholder_class_names(self.class_names) and folders and \
+                all(label is None for label in label_of_folder.values()):
+            label_of_folder, self.label_note = _labels_by_sorted_folders(folders, len(self.class_names))
         self.unknown_folders: tuple[str, ...] = tuple(f for f in folders if label_of_folder[f] is None)
         self.paths: tuple[Path, ...] = tuple(collect_image_paths([self.root]))
         self.labels: tuple[int | None, ...] = tuple(
@@ -120,6 +128,23 @@ class ImageFolderDataset:
             images=images,
             errors=tuple(errors),
         )
+
+
+def is_placeholder_class_names(names: Sequence[str]) -> bool:
+    """Whether ``names`` are the ``class_0, class_1, …`` a model without class names is given."""
+    return bool(names) and all(name == f"class_{k}" for k, name in enumerate(names))
+
+
+def _labels_by_sorted_folders(folders: Sequence[str], num_classes: int) -> tuple[dict[str, int | None], str]:
+    """torchvision's ImageFolder convention: class k is the k-th folder name in sorted order."""
+    labels = {folder: (k if k < num_classes else None) for k, folder in enumerate(sorted(folders))}
+    shown = ", ".join(f"{folder} → {label}" for folder, label in labels.items() if label is not None)
+    note = (f"the models carry no class names: true labels follow the sorted folder names "
+            f"(torchvision ImageFolder convention): {shown}")
+    extra = [folder for folder, label in labels.items() if label is None]
+    if extra:
+        note += f"; {len(extra)} folder(s) beyond the models' {num_classes} classes left unlabelled"
+    return labels, note + " (class names in a sidecar override this)"
 
 
 def _labels_of_folders(folders: Sequence[str], class_names: Sequence[str]) -> dict[str, int | None]:

@@ -1,4 +1,4 @@
-"""Dataset metrics: FSS, CKA, RS and partial RS with bootstrap intervals (METHODS.md §2–§3)."""
+"""Dataset metrics: FSS, CKA, RS and partial RS with delete-one jackknife intervals (METHODS.md §2–§3)."""
 from .dataset_metrics import (
     MIN_IMAGES, DatasetMetrics, Relevance, StageMatrix, StagePair, Value, dataset_metrics, matched_stages,
 )

@@ -1,6 +1,6 @@
 """Dataset metrics (METHODS.md §2–§3): FSS and CKA between models' stages, RS per stage and partial RS,
-each with a seeded bootstrap interval. Features are pooled over all images and streamed in batches:
-only n×n matrices are kept per (model, stage)."""
+each with a delete-one jackknife interval (METHODS §1). Features are pooled over all images and
+streamed in batches: only n×n matrices are kept per (model, stage)."""
 from __future__ import annotations
 
 import json
@@ -18,20 +18,34 @@ from ..jobs import Progress, report
 from ..models.backend import ModelBackend
 from ..models.layers import probe_layers, stage_layers
 from ..provenance import package_versions
-from ..stats.bootstrap import (
-    LEVEL, RESAMPLES, BootstrapInterval, bootstrap_linear_cka, bootstrap_partial_r2, bootstrap_r2_star,
-    bootstrap_semi_partial_r2,
+from ..stats.jackknife import (
+    BIAS_CORRECTED_METHOD, LEVEL, METHOD, Interval, jackknife_linear_cka, jackknife_partial_r2, jackknife_r2_star,
+    jackknife_semi_partial_r2,
 )
 from ..stats.distance_correlation import distance_matrix, distance_matrix_from_gram, label_embedding
 from ..stats.gram import GramAccumulator
 
 MIN_IMAGES = 32
 ESTIMATOR = "bias-corrected R²* (U-centred, Székely–Rizzo), METHODS §1"
+RESAMPLES = 200  # the former bootstrap's default; accepted from callers, unused by the jackknife
+
+
+def interval_record(level: float = LEVEL) -> dict:
+    """How every interval of the result was computed (exported as ``interval``)."""
+    return {
+        "method": METHOD,
+        "cka_method": BIAS_CORRECTED_METHOD,
+        "level": level,
+        "replicates": "n: one leave-one-out value per image (row and column dropped, re-centred)",
+        "range": "clipped to [-1, 1] for R²* and its partial forms, [0, 1] for CKA",
+        "randomness": "none (the seed is recorded only)",
+        "coverage": "benchmarks/interval_coverage.py",
+    }
 
 
 @dataclass(frozen=True)
 class Value:
-    """A statistic with its percentile bootstrap interval (NaN with a reason when undefined)."""
+    """A statistic with its jackknife interval; NaN (``null`` in JSON) with a reason when undefined."""
 
     value: float
     low: float
@@ -39,8 +53,13 @@ class Value:
     reason: str | None = None
 
     @classmethod
-    def of(cls, interval: BootstrapInterval) -> "Value":
-        reason = None if math.isfinite(interval.value) else "undefined: a variance term is zero"
+    def of(cls, interval: Interval) -> "Value":
+        reason = None
+        if not math.isfinite(interval.value):
+            reason = "undefined: a variance term is zero"
+        elif not (math.isfinite(interval.low) and math.isfinite(interval.high)):
+            reason = (f"interval undefined: {interval.replicates} defined leave-one-out value(s) "
+                      f"({interval.dropped} undefined), at least 2 needed")
         return cls(interval.value, interval.low, interval.high, reason)
 
 
@@ -80,7 +99,11 @@ class Relevance:
 
 @dataclass(frozen=True)
 class DatasetMetrics:
-    """Every dataset metric with its interval, n, estimator and layer names; saves itself as JSON."""
+    """Every dataset metric with its interval, n, estimator and layer names; saves itself as JSON.
+
+    ``interval`` names the interval method; ``resamples`` is what a caller asked of the former
+    bootstrap, recorded for old scripts and unused; ``seed`` is recorded (the jackknife is exact).
+    """
 
     n: int
     n_labelled: int
@@ -98,24 +121,32 @@ class DatasetMetrics:
     estimator: str = ESTIMATOR
     label_embedding: str = "one-hot"
     notes: list[str] = field(default_factory=list)
+    interval: dict = field(default_factory=interval_record)
 
     def to_json(self) -> dict:
+        """The result as JSON-ready data; undefined values are None, their reasons beside them."""
         data = asdict(self)
         data["versions"] = package_versions()
-        return data
+        return _without_nan(data)
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path}: exists (use --overwrite)")
-        atomic_write_text(path, json.dumps(self.to_json(), indent=2, default=_json_default) + "\n")
+        text = json.dumps(self.to_json(), indent=2, default=str, allow_nan=False)
+        atomic_write_text(path, text + "\n")
         return path
 
 
-def _json_default(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return str(value)
+def _without_nan(data):
+    """``data`` with every non-finite float replaced by None (strict JSON has no NaN)."""
+    if isinstance(data, dict):
+        return {key: _without_nan(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_without_nan(value) for value in data]
+    if isinstance(data, (float, np.floating)):
+        return float(data) if math.isfinite(data) else None
+    return data
 
 
 def dataset_metrics(
@@ -131,7 +162,9 @@ def dataset_metrics(
     stages: dict[str, list[str]] | None = None,
 ) -> DatasetMetrics:
     """FSS (T–S, and S–B, T–B with a Base), stage×stage FSS and CKA, RS and partial RS, pooled over
-    every readable image of ``dataset`` (n ≥ 32)."""
+    every readable image of ``dataset`` (n ≥ 32), each with a delete-one jackknife interval.
+
+    ``resamples`` is accepted from callers of the former bootstrap and only recorded."""
     models = {"teacher": teacher, "student": student, **({"base": base} if base is not None else {})}
     stages = {role: (stages or {}).get(role) or stage_layers(probe_layers(m)) for role, m in models.items()}
     grams, labels, skipped = _stream_grams(models, stages, dataset, batch_size, progress)
@@ -144,10 +177,13 @@ def dataset_metrics(
     pairs = [("teacher", "student")] + ([("student", "base"), ("teacher", "base")] if base is not None else [])
     fss, fss_matrix, cka_matrix = [], [], []
     for a, b in pairs:
-        fss_matrix.append(_matrix(a, b, stages, distances, bootstrap_r2_star, resamples, seed, steps))
-        cka_matrix.append(_matrix(a, b, stages, grams, bootstrap_linear_cka, resamples, seed, steps))
+        fss_matrix.append(_matrix(a, b, stages, distances, jackknife_r2_star, steps))
+        cka_matrix.append(_matrix(a, b, stages, grams, jackknife_linear_cka, steps))
         fss += _matched(fss_matrix[-1])
-    rs, partial_rs, n_labelled, notes = _relevance(models, stages, distances, labels, embeddings, resamples, seed, steps)
+    rs, partial_rs, n_labelled, notes = _relevance(models, stages, distances, labels, embeddings, steps)
+    label_note = getattr(dataset, "label_note", None)
+    if label_note and n_labelled:
+        notes.insert(0, label_note)
     if n_labelled < n:
         notes.append(f"{n - n_labelled} image(s) without a true label left out of RS")
     report(progress, 1.0, "done")
@@ -198,12 +234,12 @@ def _stream_grams(models, stages, dataset, batch_size, progress):
     return grams, labels, skipped
 
 
-def _matrix(a, b, stages, matrices, bootstrap, resamples, seed, steps) -> StageMatrix:
+def _matrix(a, b, stages, matrices, interval, steps) -> StageMatrix:
     values = []
     for layer_a in stages[a]:
         row = []
         for layer_b in stages[b]:
-            row.append(Value.of(bootstrap(matrices[(a, layer_a)], matrices[(b, layer_b)], resamples, seed)))
+            row.append(Value.of(interval(matrices[(a, layer_a)], matrices[(b, layer_b)])))
             steps.tick(f"{a} {layer_a} vs {b} {layer_b}")
         values.append(row)
     return StageMatrix(a, b, list(stages[a]), list(stages[b]), values)
@@ -225,7 +261,7 @@ def _matched(matrix: StageMatrix) -> list[StagePair]:
             for i, j in matched_stages(matrix.rows, matrix.columns)]
 
 
-def _relevance(models, stages, distances, labels, embeddings, resamples, seed, steps):
+def _relevance(models, stages, distances, labels, embeddings, steps):
     known = [i for i, label in enumerate(labels) if label is not None]
     notes: list[str] = []
     if len(known) < 4 or len({labels[i] for i in known}) < 2:
@@ -240,7 +276,7 @@ def _relevance(models, stages, distances, labels, embeddings, resamples, seed, s
     rs = []
     for role, layers in stages.items():
         for layer in layers:
-            rs.append(Relevance(role, layer, Value.of(bootstrap_r2_star(restricted((role, layer)), g, resamples, seed))))
+            rs.append(Relevance(role, layer, Value.of(jackknife_r2_star(restricted((role, layer)), g))))
             steps.tick(f"RS {role} {layer}")
     other = "base" if "base" in models else "teacher"
     partial = []
@@ -248,8 +284,8 @@ def _relevance(models, stages, distances, labels, embeddings, resamples, seed, s
         for i, j in matched_stages(stages[x_role], stages[y_role]):
             x_layer, y_layer = stages[x_role][i], stages[y_role][j]
             a, b = restricted((x_role, x_layer)), restricted((y_role, y_layer))
-            for form, bootstrap in (("semi-partial", bootstrap_semi_partial_r2), ("partial", bootstrap_partial_r2)):
-                value = Value.of(bootstrap(a, g, b, resamples, seed))
+            for form, interval in (("semi-partial", jackknife_semi_partial_r2), ("partial", jackknife_partial_r2)):
+                value = Value.of(interval(a, g, b))
                 partial.append(Relevance(x_role, x_layer, value, y_role, y_layer, form))
                 steps.tick(f"RS({x_role}|{y_role}) {x_layer}")
     return rs, partial, len(known), notes

@@ -1,13 +1,5 @@
-"""Statistics core: distance correlation and its partial forms, linear CKA, bootstrap intervals,
-and streamed Gram matrices (METHODS §1)."""
-from kdx_engine.stats.bootstrap import (
-    BootstrapInterval,
-    bootstrap_interval,
-    bootstrap_linear_cka,
-    bootstrap_partial_r2,
-    bootstrap_r2_star,
-    bootstrap_semi_partial_r2,
-)
+"""Statistics core: distance correlation and its partial forms, linear CKA, delete-one jackknife
+intervals, and streamed Gram matrices (METHODS §1)."""
 from kdx_engine.stats.cka import linear_cka, linear_cka_from_gram
 from kdx_engine.stats.distance_correlation import (
     distance_matrix,
@@ -32,20 +24,30 @@ from kdx_engine.stats.estimates import (
     semi_partial_r2_estimate,
 )
 from kdx_engine.stats.gram import GramAccumulator, feature_rows, gram_matrix
+from kdx_engine.stats.jackknife import (
+    Interval,
+    interval_from_replicates,
+    jackknife_interval,
+    jackknife_linear_cka,
+    jackknife_partial_r2,
+    jackknife_r2_star,
+    jackknife_semi_partial_r2,
+)
 
 __all__ = [
-    "BootstrapInterval",
     "Estimate",
     "GramAccumulator",
-    "bootstrap_interval",
-    "bootstrap_linear_cka",
-    "bootstrap_partial_r2",
-    "bootstrap_r2_star",
-    "bootstrap_semi_partial_r2",
+    "Interval",
     "distance_matrix",
     "distance_matrix_from_gram",
     "feature_rows",
     "gram_matrix",
+    "interval_from_replicates",
+    "jackknife_interval",
+    "jackknife_linear_cka",
+    "jackknife_partial_r2",
+    "jackknife_r2_star",
+    "jackknife_semi_partial_r2",
     "label_embedding",
     "linear_cka",
     "linear_cka_from_gram",

@@ -108,3 +108,24 @@ def test_balanced_sample_of_an_unlabelled_folder_samples_all_images(tmp_path):
     make_dataset_folder(tmp_path, {}, root_images=4)
     dataset = ImageFolderDataset(tmp_path, class_names=["cat"])
     assert len(dataset.balanced_sample(3, seed=0)) == 3
+
+
+def test_placeholder_class_names_follow_the_sorted_folders_like_torchvision(tmp_path):
+    make_dataset_folder(tmp_path, {"dog": 2, "cat": 1, "emu": 1})
+    dataset = ImageFolderDataset(tmp_path, class_names=["class_0", "class_1"])
+    by_name = {path.name: label for path, label in zip(dataset.paths, dataset.labels)}
+    assert by_name["cat_0.png"] == 0 and by_name["dog_1.png"] == 1 and by_name["emu_0.png"] is None
+    assert "cat → 0" in dataset.label_note and "1 folder(s) beyond the models' 2 classes" in dataset.label_note
+
+
+def test_real_class_names_override_the_folder_order(tmp_path):
+    make_dataset_folder(tmp_path, {"dog": 1, "cat": 1})
+    dataset = ImageFolderDataset(tmp_path, class_names=["dog", "cat"])
+    assert dict(zip((p.parent.name for p in dataset.paths), dataset.labels)) == {"dog": 0, "cat": 1}
+    assert dataset.label_note is None
+
+
+def test_empty_class_names_mean_the_sorted_folders(tmp_path):
+    make_dataset_folder(tmp_path, {"b": 1, "a": 1})
+    dataset = ImageFolderDataset(tmp_path, class_names=())
+    assert dataset.class_names == ("a", "b") and dataset.labels == (0, 1)

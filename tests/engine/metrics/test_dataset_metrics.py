@@ -1,5 +1,6 @@
 """Dataset metrics: values equal the statistics computed directly; intervals, n, labels, cancel."""
 import copy
+import dataclasses
 import json
 import math
 
@@ -104,3 +105,50 @@ def test_matched_stages_by_depth():
     assert matched_stages(["a", "b", "c"], ["x", "y", "z"]) == [(0, 0), (1, 1), (2, 2)]
     assert matched_stages(["a", "b", "c", "d"], ["x", "y"]) == [(0, 0), (3, 1)]
     assert matched_stages(["a", "b"], ["w", "x", "y", "z"]) == [(0, 0), (1, 3)]
+
+
+def _strict_json(text):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not valid JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_saved_json_is_strict_with_null_and_a_reason_for_undefined_values(dataset_root, trio, tmp_path):
+    from kdx_engine.metrics import Value
+
+    result = dataset_metrics(*trio[:2], ImageFolderDataset(dataset_root), seed=3)
+    undefined = Value(math.nan, math.nan, math.nan, "undefined: a variance term is zero")
+    interval_only = Value(0.5, math.nan, math.nan, "interval undefined: 1 defined leave-one-out value(s)")
+    broken = dataclasses.replace(result, rs=[dataclasses.replace(result.rs[0], result=undefined),
+                                             dataclasses.replace(result.rs[1], result=interval_only)])
+    data = _strict_json(broken.save(tmp_path / "m.json").read_text())
+    assert data["rs"][0]["result"] == {"value": None, "low": None, "high": None,
+                                       "reason": "undefined: a variance term is zero"}
+    assert data["rs"][1]["result"]["value"] == 0.5 and data["rs"][1]["result"]["low"] is None
+    assert data["rs"][1]["result"]["reason"].startswith("interval undefined")
+    assert data["interval"]["method"] == "delete-one jackknife, normal" and data["interval"]["level"] == 0.95
+    assert "bias-corrected" in data["interval"]["cka_method"]
+
+
+def test_intervals_are_the_jackknife_and_hold_the_fss_and_rs_estimates(dataset_root, trio):
+    result = dataset_metrics(*trio[:2], ImageFolderDataset(dataset_root, class_names=("red", "green", "blue")))
+    for value in [p.result for p in result.fss] + [r.result for r in result.rs + result.partial_rs]:
+        assert value.low <= value.value <= value.high and value.reason is None
+    assert result.interval["method"] == "delete-one jackknife, normal"
+
+
+def test_rs_on_an_image_folder_with_models_that_carry_no_class_names(tmp_path):
+    """torchvision-style models have only placeholder class names; RS follows the sorted folders."""
+    from kdx_engine.models.loading import _with_class_names
+
+    root = write_colour_dataset(tmp_path / "pets", ("dog", "cat"), per_class=17, seed=2)
+    teacher, student = (backend_for(_model(name, seed), 2, 32) for name, seed in (("resnet8", 4), ("resnet8", 5)))
+    names = _with_class_names(teacher.info.preprocessing, 2, root).class_names
+    assert names == ("class_0", "class_1")
+    dataset = ImageFolderDataset(root, class_names=names)
+    result = dataset_metrics(teacher, student, dataset)
+    assert result.n == 34 and result.n_labelled == 34
+    assert len(result.rs) == 2 * len(result.stages["teacher"]) and result.partial_rs
+    assert all(math.isfinite(r.result.value) and math.isfinite(r.result.low) for r in result.rs)
+    assert any("sorted folder names" in note and "cat → 0" in note and "dog → 1" in note for note in result.notes)
+    assert not any("without a true label" in note for note in result.notes)

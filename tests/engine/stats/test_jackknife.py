@@ -1,0 +1,234 @@
+"""Delete-one jackknife intervals: equal to naive leave-one-out recomputation, no image held twice,
+NaN replicates dropped and counted, and coverage near the nominal 95% on seeded cases."""
+import math
+
+import numpy as np
+import pytest
+
+from kdx_engine.stats import (
+    interval_from_replicates,
+    jackknife_interval,
+    jackknife_linear_cka,
+    jackknife_partial_r2,
+    jackknife_r2_star,
+    jackknife_semi_partial_r2,
+    distance_matrix,
+    gram_matrix,
+    label_embedding,
+    linear_cka,
+    partial_r2,
+    r2_star,
+    semi_partial_r2,
+)
+
+
+def dependent_pair(n, seed, noise=0.3):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 4))
+    return x, np.sin(x[:, :2]) + noise * rng.standard_normal((n, 2))
+
+
+# ---------------------------------------------------------------- dcor-free numpy reference
+def reference_distances(x):
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    return np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2))
+
+
+def reference_u_centre(a):
+    n = a.shape[0]
+    a = a.copy()
+    np.fill_diagonal(a, 0)
+    rows = a.sum(axis=1)
+    centred = a - rows[:, None] / (n - 2) - rows[None, :] / (n - 2) + rows.sum() / ((n - 1) * (n - 2))
+    np.fill_diagonal(centred, 0)
+    return centred
+
+
+def reference_inner(a, b):
+    n = a.shape[0]
+    return float((a * b).sum() / (n * (n - 3)))
+
+
+def reference_r2(a, b):
+    return reference_inner(a, b) / math.sqrt(reference_inner(a, a) * reference_inner(b, b))
+
+
+def reference_residual(a, b):
+    return a - reference_inner(a, b) / reference_inner(b, b) * b
+
+
+def reference_semi_partial(a, g, b):
+    return reference_r2(reference_residual(a, b), g)
+
+
+def reference_partial(a, g, b):
+    return reference_r2(reference_residual(a, b), reference_residual(g, b))
+
+
+def reference_cka(x, y):
+    x, y = (f - f.mean(axis=0) for f in (x, y))
+    return float(np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+
+
+def naive_leave_one_out(features, statistic, centre=True):
+    """The statistic recomputed from scratch on each sample with one image left out."""
+    n = len(features[0])
+    values = []
+    for k in range(n):
+        kept = [np.delete(f, k, axis=0) for f in features]
+        if centre:
+            kept = [reference_u_centre(reference_distances(f)) for f in kept]
+        values.append(statistic(*kept))
+    return np.array(values)
+
+
+def jackknife_se_and_bias(replicates):
+    n = len(replicates)
+    return math.sqrt((n - 1) / n * np.sum((replicates - replicates.mean()) ** 2)), (n - 1) * replicates.mean()
+
+
+# ---------------------------------------------------------------- equality with the reference
+def three_sets(n=30, seed=5):
+    rng = np.random.default_rng(seed)
+    y = rng.standard_normal((n, 3))
+    g = rng.standard_normal((n, 2))
+    x = np.concatenate([y, g], axis=1) + 0.5 * rng.standard_normal((n, 5))
+    return x, g, y
+
+
+@pytest.mark.parametrize("form", ["r2", "semi-partial", "partial"])
+def test_jackknife_equals_naive_leave_one_out_recomputation(form):
+    x, g, y = three_sets()
+    if form == "r2":
+        features, fast, reference, direct = (x, y), jackknife_r2_star, reference_r2, r2_star
+    elif form == "semi-partial":
+        features, fast, reference, direct = (x, g, y), jackknife_semi_partial_r2, reference_semi_partial, semi_partial_r2
+    else:
+        features, fast, reference, direct = (x, g, y), jackknife_partial_r2, reference_partial, partial_r2
+    interval = fast(*(distance_matrix(f) for f in features))
+    replicates = naive_leave_one_out(features, reference)
+    se, mean_term = jackknife_se_and_bias(replicates)
+    assert interval.value == pytest.approx(float(direct(*features)), abs=1e-12)
+    assert interval.se == pytest.approx(se, abs=1e-12)
+    assert interval.bias == pytest.approx(mean_term - (len(x) - 1) * interval.value, abs=1e-10)
+    assert (interval.low, interval.high) == pytest.approx((interval.value - 1.959964 * se,
+                                                           interval.value + 1.959964 * se), abs=1e-6)
+    assert interval.replicates == len(x) and interval.dropped == 0 and interval.method == "delete-one jackknife, normal"
+
+
+def test_cka_jackknife_equals_naive_recomputation_and_is_centred_on_the_bias_corrected_estimate():
+    x, _, y = three_sets()
+    interval = jackknife_linear_cka(gram_matrix(x), gram_matrix(y))
+    replicates = naive_leave_one_out((x, y), reference_cka, centre=False)
+    se, _ = jackknife_se_and_bias(replicates)
+    bias = (len(x) - 1) * (replicates.mean() - interval.value)
+    assert interval.value == pytest.approx(float(linear_cka(x, y)), abs=1e-12)
+    assert interval.se == pytest.approx(se, abs=1e-12) and interval.bias == pytest.approx(bias, abs=1e-10)
+    assert (interval.low + interval.high) / 2 == pytest.approx(interval.value - bias, abs=1e-12)
+    assert "bias-corrected" in interval.method
+
+
+def test_no_replicate_holds_an_image_twice_and_each_leaves_exactly_one_out():
+    n, seen = 12, []
+
+    def statistic(indices):
+        seen.append(np.array(indices))
+        return float(np.mean(indices))
+
+    jackknife_interval(statistic, n)
+    assert len(seen) == n + 1 and np.array_equal(seen[0], np.arange(n))
+    for k, indices in enumerate(seen[1:]):
+        assert len(np.unique(indices)) == len(indices) == n - 1
+        assert set(range(n)) - set(indices.tolist()) == {k}
+
+
+def test_jackknife_of_the_mean_is_the_textbook_interval():
+    values = np.random.default_rng(0).standard_normal(25)
+    interval = jackknife_interval(lambda i: values[i].mean(), len(values))
+    se = values.std(ddof=1) / math.sqrt(len(values))
+    assert interval.se == pytest.approx(se, rel=1e-12)
+    assert interval.bias == pytest.approx(0, abs=1e-12)
+
+
+def test_the_interval_is_deterministic_contains_the_estimate_and_narrows_as_n_grows():
+    a, b = (distance_matrix(f) for f in dependent_pair(40, seed=0))
+    assert jackknife_r2_star(a, b) == jackknife_r2_star(a, b)
+    widths = []
+    for n in (25, 200):
+        interval = jackknife_r2_star(*(distance_matrix(f) for f in dependent_pair(n, seed=2)))
+        assert interval.low <= interval.value <= interval.high
+        widths.append(interval.high - interval.low)
+    assert widths[1] < 0.6 * widths[0]
+
+
+def test_interval_is_clipped_to_the_range_of_the_statistic():
+    x = np.random.default_rng(3).standard_normal((20, 3))
+    interval = jackknife_r2_star(distance_matrix(x), distance_matrix(2 * x + 1e-3 * np.ones((20, 3))))
+    assert interval.value == pytest.approx(1.0) and interval.high <= 1.0
+
+
+def test_replicates_with_a_vanishing_variance_are_dropped_and_counted():
+    """A single image apart from identical others is pure additive structure, which U-centring
+    removes: X below has variance with both of its odd images, none without either of them."""
+    x = np.zeros((10, 2))
+    x[0, 0] = x[1, 1] = 1.0
+    y = np.random.default_rng(4).standard_normal((10, 3))
+    interval = jackknife_r2_star(distance_matrix(x), distance_matrix(y))
+    assert math.isfinite(interval.value)
+    assert interval.dropped == 2 and interval.replicates == 8
+    assert math.isfinite(interval.low) and math.isfinite(interval.high)
+
+
+def test_all_nan_replicates_give_a_nan_interval():
+    interval = jackknife_interval(lambda indices: math.nan if len(indices) < 5 else 0.5, 5)
+    assert interval.value == 0.5 and math.isnan(interval.low) and math.isnan(interval.high)
+    assert interval.dropped == 5
+
+
+def test_level_outside_zero_to_one_is_an_error():
+    with pytest.raises(ValueError, match="level"):
+        interval_from_replicates(0.0, [0.0, 1.0], level=95)
+
+
+# ---------------------------------------------------------------- coverage (a test that can fail)
+REPETITIONS, N = 200, 64
+# two-sided binomial tolerance around 0.95 at 200 repetitions: ±3 standard errors
+TOLERANCE = 3 * math.sqrt(0.95 * 0.05 / REPETITIONS)
+
+
+def coverage(draw, interval_of, population, seed):
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(REPETITIONS):
+        interval = interval_of(*draw(rng))
+        hits += interval.low <= population <= interval.high
+    return hits / REPETITIONS
+
+
+def test_cka_interval_covers_the_population_value_about_95_percent_of_the_time():
+    mixing = np.random.default_rng(404).standard_normal((2, 2)) / math.sqrt(2)
+    population = np.sum(mixing**2) / (math.sqrt(2) * np.linalg.norm(mixing.T @ mixing + np.eye(2), "fro"))
+
+    def draw(rng):
+        x = rng.standard_normal((N, 2))
+        return x, x @ mixing + rng.standard_normal((N, 2))
+
+    covered = coverage(draw, lambda x, y: jackknife_linear_cka(gram_matrix(x), gram_matrix(y)), population, seed=1)
+    assert abs(covered - 0.95) <= TOLERANCE, covered
+
+
+def test_r2_star_interval_covers_zero_for_independent_features_without_being_far_too_wide():
+    def draw(rng):
+        return rng.standard_normal((N, 20)), rng.standard_normal((N, 20))
+
+    widths, estimates = [], []
+
+    def interval_of(x, y):
+        interval = jackknife_r2_star(distance_matrix(x), distance_matrix(y))
+        widths.append(interval.high - interval.low)
+        estimates.append(interval.value)
+        return interval
+
+    covered = coverage(draw, interval_of, 0.0, seed=2)
+    assert covered >= 0.95 - TOLERANCE, covered
+    assert np.mean(widths) <= 1.6 * 2 * 1.96 * np.std(estimates), (np.mean(widths), np.std(estimates))
