@@ -19,7 +19,7 @@ from kdx_engine.data.images import LoadedImage, to_batch
 from kdx_engine.models.backend import PENULTIMATE, ModelInfo
 from kdx_engine.models.preprocessing import IMAGENET_PRESET
 from kdx_engine.models.torch_backend import TorchModuleBackend
-from kdx_engine.unicam import ReferenceSet, distilled_and_residual, unicam_score
+from kdx_engine.unicam import VARIANTS, ReferenceSet, distilled_and_residual, unicam_score
 
 
 def backend(model, name):
@@ -36,7 +36,7 @@ def best(fn, repeats):
     return min(times)
 
 
-def naive(student, base, images, labels):
+def naive(student, base, images, labels, variant):
     """Recompute everything: both models on all n images, autograd through the whole student."""
     student = copy.deepcopy(student).requires_grad_(True)
     store = {}
@@ -46,13 +46,14 @@ def naive(student, base, images, labels):
     student(images)
     with torch.no_grad():
         base(images)
-    score = unicam_score(store["F"].double(), store["FY"].double(), labels)
+    score = unicam_score(store["F"].double(), store["FY"].double(), labels, variant)
     return torch.autograd.grad(score, store["A"])[0][-1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--variant", choices=VARIANTS, default=VARIANTS[0])
     args = parser.parse_args()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -74,14 +75,15 @@ def main() -> None:
     bare_forwards()  # warm-up
     floor = best(bare_forwards, args.repeats)
     start = time.perf_counter()
-    distilled_and_residual(student, base, reference, query, label=labels[15], teacher=teacher)
+    distilled_and_residual(student, base, reference, query, label=labels[15], teacher=teacher, variant=args.variant)
     first_call = time.perf_counter() - start
-    t_pair = best(lambda: distilled_and_residual(student, base, reference, query, label=labels[15], teacher=teacher),
+    t_pair = best(lambda: distilled_and_residual(student, base, reference, query, label=labels[15], teacher=teacher,
+                                                 variant=args.variant),
                   args.repeats)
     batch = to_batch(images, IMAGENET_PRESET)
-    t_naive = best(lambda: (naive(student_model, base_model, batch, labels),
-                            naive(base_model, student_model, batch, labels)), args.repeats)
-    print(f"ResNet-18 student and base at 224, n = 16, CPU threads {torch.get_num_threads()}")
+    t_naive = best(lambda: (naive(student_model, base_model, batch, labels, args.variant),
+                            naive(base_model, student_model, batch, labels, args.variant)), args.repeats)
+    print(f"ResNet-18 student and base at 224, n = 16, {args.variant}, CPU threads {torch.get_num_threads()}")
     print(f"floor (bare forward S + B, one image): {floor * 1000:8.1f} ms")
     print(f"first pair (reference rows computed) : {first_call * 1000:8.1f} ms")
     print(f"distilled + residual, cached         : {t_pair * 1000:8.1f} ms")

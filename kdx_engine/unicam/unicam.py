@@ -3,9 +3,15 @@ with Y's geometry removed. Distilled map = UniCAM(S | B), residual map = UniCAM(
 
 Reference rows are cached per (model, layer, reference set): a new query image costs one forward of X
 and of Y and one backward through X's head (target layer → feature layer), not n of each.
+
+Default score: label-free (our choice, measured on the bundled demo, METHODS §4). A query that is also a
+member of the reference set (same file hash) is explained against the set with that member swapped for
+a spare of the same class (``ReferenceSet.replacing``); the swap goes into the manifest, and the
+swapped set's rows are cached like any other set's.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +24,9 @@ from ..models.layers import default_target_layer, probe_layers
 from ..stats.distance_correlation import distance_matrix, label_embedding, projection, u_centre, u_inner
 from .reference_set import ReferenceSet
 
-VARIANTS = ("label-guided", "label-free")
+VARIANTS = ("label-free", "label-guided")  # the first is the default (our choice, METHODS §4)
+DEFAULT_VARIANT = VARIANTS[0]
+VARIANT_CHOICE = "default (our choice, METHODS §4)"
 
 
 @dataclass(frozen=True)
@@ -34,7 +42,7 @@ class UniCam:
     """Explain model X with model Y's geometry removed, against a reference set."""
 
     def __init__(self, x_backend: ModelBackend, y_backend: ModelBackend, reference: ReferenceSet,
-                 layer: str | None = None, feature_layer: str = PENULTIMATE, variant: str = "label-guided",
+                 layer: str | None = None, feature_layer: str = PENULTIMATE, variant: str = DEFAULT_VARIANT,
                  teacher: ModelBackend | None = None):
         if variant not in VARIANTS:
             raise ValueError(f"unknown UniCAM variant {variant!r}; use one of {', '.join(VARIANTS)}")
@@ -47,7 +55,16 @@ class UniCam:
         self.teacher = teacher
         self._reference_x = _reference_features(x_backend, feature_layer, reference)
         self._reference_y = _reference_features(y_backend, feature_layer, reference)
-        self._reference_labels = None
+        self._reference_labels: dict[str, list[int]] = {}  # per reference-set key
+        self._swapped: dict[str, tuple[ReferenceSet, tuple]] = {}  # query hash → (swapped set, swaps)
+
+    def reference_for(self, image: LoadedImage) -> tuple[ReferenceSet, tuple]:
+        """The reference set this query is explained against, and the members swapped out for it."""
+        if not self.reference.contains(image):
+            return self.reference, ()
+        if image.sha256 not in self._swapped:
+            self._swapped[image.sha256] = self.reference.replacing(image)
+        return self._swapped[image.sha256]
 
     def explain(self, image: LoadedImage, label: int | None = None) -> Explanation:
         """The UniCAM map of one query image at X's input size."""
@@ -66,66 +83,94 @@ class UniCam:
             raise ValueError(f"layer {self.layer!r} has output shape {tuple(activations.shape[1:])}; UniCAM needs C×H×W")
         query_x = forward.activations[self.feature_layer]
         size = (self.x.info.preprocessing.input_size,) * 2
-        labels, label_source = self._labels(image, label)
-        feature_grad, score = score_gradient(
-            query_x, self._reference_x, query_y, self._reference_y, labels, self.variant)
+        reference, swaps = self.reference_for(image)
+        if swaps:
+            reference_x = _reference_features(self.x, self.feature_layer, reference, self.reference)
+            reference_y = _reference_features(self.y, self.feature_layer, reference, self.reference)
+        else:
+            reference_x, reference_y = self._reference_x, self._reference_y
+        labels, label_source = self._labels(image, label, reference)
+        feature_grad, score = score_gradient(query_x, reference_x, query_y, reference_y, labels, self.variant)
         grads = forward.vjp({self.feature_layer: feature_grad})
         raw = (grads.mean(dim=(2, 3))[:, :, None, None] * activations).sum(dim=1)
         low_res = torch.relu(raw)
         maps = F.interpolate(low_res[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-        note = None
-        if not torch.isfinite(raw).all():
-            note = "map has non-finite values"
-        elif not grads.any():
-            note = "all-zero map: the score does not depend on this image's features (e.g. X's geometry equals Y's)"
-        elif not (raw > 0).any():
-            note = "all-zero map: the weighted activations are negative everywhere (ReLU removed them)"
-        details = {
-            "unicam": {
-                "explained": self.x.info.path, "removed": self.y.info.path, "variant": self.variant,
-                "feature_layer": self.feature_layer, "n": len(self.reference.images) + 1,
-                "reference_source": self.reference.source, "reference_seed": self.reference.seed,
-                "reference_hashes": self.reference.hashes, "score": score, "label_source": label_source,
-                "estimator": "semi-partial R²* (U-centred, METHODS §1.6)" if self.variant == "label-guided"
-                else "sum of row maxima of P_{X|Y}",
-            }
-        }
+        note = blank_map_note(raw, grads, reference.n, self.variant, score)
+        details = {"unicam": self._record(reference, swaps, score, label_source)}
         target = labels[-1] if labels is not None else -1
         return Explanation(method="unicam", layer=self.layer, targets=(int(target),), target_rule=label_source,
                            low_res=low_res, maps=maps, logits=forward.logits, notes=(note,), details=details)
 
-    def _labels(self, image, label) -> tuple[list[int] | None, str]:
+    def _record(self, reference: ReferenceSet, swaps, score: float, label_source: str) -> dict:
+        """What the manifest says of this map: models, variant (and that the default is our choice), the
+        reference set actually used, the members swapped for the query and the files skipped."""
+        return {
+            "explained": self.x.info.path, "removed": self.y.info.path, "variant": self.variant,
+            "variant_choice": VARIANT_CHOICE if self.variant == DEFAULT_VARIANT else "option (METHODS §4)",
+            "feature_layer": self.feature_layer, "n": reference.n,
+            "reference_source": reference.source, "reference_seed": reference.seed,
+            "reference_hashes": reference.hashes, "reference_key": reference.key,
+            "reference_replaced": [swap.record() for swap in swaps],
+            "reference_skipped": list(reference.skipped),
+            "score": score, "label_source": label_source,
+            "estimator": "semi-partial R²* (U-centred, METHODS §1.6)" if self.variant == "label-guided"
+            else "sum of row maxima of P_{X|Y}",
+        }
+
+    def _labels(self, image, label, reference: ReferenceSet | None = None) -> tuple[list[int] | None, str]:
         if self.variant == "label-free":
             return None, "none (label-free)"
+        reference = reference or self.reference
         labeller = self.teacher or self.x
-        source = "true labels" if label is not None and all(l is not None for l in self.reference.labels) else (
+        source = "true labels" if label is not None and all(l is not None for l in reference.labels) else (
             f"{'Teacher' if self.teacher else 'explained model'}'s prediction where no true label")
-        if self._reference_labels is None:
-            missing = [i for i, l in enumerate(self.reference.labels) if l is None]
+        if reference.key not in self._reference_labels:
+            missing = [i for i, l in enumerate(reference.labels) if l is None]
             predicted = {}
             if missing:
-                batch = to_batch([self.reference.images[i] for i in missing], labeller.info.preprocessing)
+                batch = to_batch([reference.images[i] for i in missing], labeller.info.preprocessing)
                 predicted = dict(zip(missing, labeller.logits(batch).argmax(dim=1).tolist()))
-            self._reference_labels = [l if l is not None else predicted[i] for i, l in enumerate(self.reference.labels)]
+            self._reference_labels[reference.key] = [l if l is not None else predicted[i]
+                                                     for i, l in enumerate(reference.labels)]
         if label is None:
             label = int(labeller.logits(to_batch([image], labeller.info.preprocessing)).argmax(dim=1))
-        return [*self._reference_labels, int(label)], source
+        return [*self._reference_labels[reference.key], int(label)], source
 
 
-_REFERENCE_CACHE: dict[tuple, torch.Tensor] = {}
+_REFERENCE_CACHE: "weakref.WeakKeyDictionary[ModelBackend, dict]" = weakref.WeakKeyDictionary()
 
 
-def _reference_features(backend: ModelBackend, layer: str, reference: ReferenceSet) -> torch.Tensor:
-    """Reference rows of ``layer``, computed once per (model, layer, reference set)."""
-    key = (id(backend), backend.info.sha256, layer, reference.key)
-    if key not in _REFERENCE_CACHE:
-        batch = to_batch(list(reference.images), backend.info.preprocessing)
-        _REFERENCE_CACHE[key] = backend.forward(batch, [layer]).activations[layer].flatten(1).to(torch.float64)
-    return _REFERENCE_CACHE[key]
+def _backend_cache(backend: ModelBackend) -> dict:
+    """The cached reference rows of one backend, dropped with it (ids of dead backends are reused)."""
+    try:
+        return _REFERENCE_CACHE.setdefault(backend, {})
+    except TypeError:  # not weakly referenceable: cache on the object itself
+        return backend.__dict__.setdefault("_kdx_unicam_rows", {})
+
+
+def _reference_features(backend: ModelBackend, layer: str, reference: ReferenceSet,
+                        base: ReferenceSet | None = None) -> torch.Tensor:
+    """Reference rows of ``layer``, computed once per (model, layer, reference set). With ``base`` (the
+    set that ``reference`` was swapped from), the rows of the members they share are reused and only
+    the new members are run."""
+    cache = _backend_cache(backend)
+    key = (backend.info.sha256, layer, reference.key)
+    if key not in cache:
+        known: dict[int, torch.Tensor] = {}
+        if base is not None:
+            rows = _reference_features(backend, layer, base)
+            known = {id(image): rows[i] for i, image in enumerate(base.images)}
+        missing = [image for image in reference.images if id(image) not in known]
+        if missing:
+            batch = to_batch(missing, backend.info.preprocessing)
+            rows = backend.forward(batch, [layer]).activations[layer].flatten(1).to(torch.float64)
+            known.update({id(image): row for image, row in zip(missing, rows)})
+        cache[key] = torch.stack([known[id(image)] for image in reference.images])
+    return cache[key]
 
 
 def unicam_score(features_x: torch.Tensor, features_y: torch.Tensor, labels: list[int] | None,
-                 variant: str = "label-guided") -> torch.Tensor:
+                 variant: str = DEFAULT_VARIANT) -> torch.Tensor:
     """L for n×d features of X and Y: label-guided ⟨P_{X|Y}, G̃⟩/(|P|·|G̃|), or label-free Σ_i max_j R_ij."""
     residual = projection(u_centre(distance_matrix(features_x)), u_centre(distance_matrix(features_y)))
     if variant == "label-free":
@@ -146,8 +191,32 @@ def score_gradient(query_x, reference_x, query_y, reference_y, labels, variant) 
     return grad.to(query_x.dtype).reshape(query_x.shape), float(score.detach())
 
 
+def blank_map_note(raw: torch.Tensor, grads: torch.Tensor, n: int, variant: str,
+                   score: float = 0.0) -> str | None:
+    """Why a UniCAM map is blank or broken and what to change (None when it is fine), as for CAMs."""
+    # Measured (issue 10): label-free demo maps were blank for 20–30% of images at n = 4, 0–3% at n = 16
+    # and none at n = 64; two random-init ResNet-18s about half at every n and layer, since there the
+    # sign of Σ_k w_k A_k is that of ∂L/∂(scale of the query's features) whatever the layer.
+    if not torch.isfinite(raw).all():
+        return "map has non-finite values"
+    if not grads.any():
+        if variant == "label-guided" and score != score:  # NaN: the labels have no geometry
+            return (f"all-zero map: the label-guided score is undefined at n = {n}: the reference set's and "
+                    f"the query's labels are all different (or all equal), so they carry no geometry; raise n "
+                    f"so that classes repeat (n ≥ 2 × the classes present) or use the label-free variant")
+        return (f"all-zero map: the score does not depend on this image's features at n = {n} (X's and Y's "
+                f"geometry agree on the reference set, so nothing of X is left once Y's is removed); raise n "
+                f"or choose another reference set; if X is Y up to rotation and scale, no n will give a map")
+    if not (raw > 0).any():
+        return (f"all-zero map: at n = {n} the {variant} score grows only where this image's activations "
+                f"shrink (the weighted activations are negative everywhere; ReLU removed them), so X holds "
+                f"nothing beyond Y here that raises the score. Another reference set (seed) or n can change "
+                f"this: on the bundled demo n = 16 left 0–3% of maps blank, n = 4 20–30%")
+    return None
+
+
 def distilled_and_residual(student: ModelBackend, other: ModelBackend, reference: ReferenceSet, image: LoadedImage,
-                           label: int | None = None, variant: str = "label-guided",
+                           label: int | None = None, variant: str = DEFAULT_VARIANT,
                            teacher: ModelBackend | None = None) -> tuple[Explanation, Explanation]:
     """UniCAM(S | other) and UniCAM(other | S): with other = Base the distilled and residual maps, with
     other = Teacher (no Base loaded) the S|T and T|S maps."""
