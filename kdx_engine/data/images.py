@@ -31,6 +31,8 @@ IMAGE_EXTENSIONS = frozenset({
     ".ppm", ".pgm", ".pbm", ".pnm", ".tga",
 })
 _EXIF_ORIENTATION_TAG = 0x0112
+MAX_RESIZED_PIXELS = 64_000_000  # the resize before the centre crop; bounds time and memory
+MAX_ASPECT_RATIO = 50.0
 _MODE_NOTES = {
     "1": "converted from 1-bit black and white",
     "L": "converted from grey",
@@ -292,8 +294,10 @@ def _composited_on_white(rgba_image: Image.Image, source_mode: str) -> tuple[np.
 
 
 def to_tensor(image_rgb: np.ndarray | LoadedImage, preprocessing: Preprocessing) -> torch.Tensor:
-    """The model input (3×S×S float32): resize, centre crop, scale to [0, 1], normalise."""
-    pixels = _resized_and_cropped(_rgb_as_float_chw(image_rgb), preprocessing, "bilinear") / 255.0
+    """The model input (3×S×S float32): resize, centre crop, scale to [0, 1], normalise. An image too
+    elongated, or whose resize would be too large, is an ImageError (see ``check_resizable``)."""
+    pixels = _resized_and_cropped(_checked_float_chw(image_rgb, preprocessing), preprocessing, "bilinear",
+                                  _name_of(image_rgb)) / 255.0
     mean = torch.tensor(preprocessing.mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(preprocessing.std, dtype=torch.float32).view(3, 1, 1)
     return ((pixels - mean) / std).contiguous()
@@ -309,7 +313,8 @@ def to_batch(images: Sequence[np.ndarray | LoadedImage], preprocessing: Preproce
 
 def display_image(image_rgb: np.ndarray | LoadedImage, preprocessing: Preprocessing) -> np.ndarray:
     """The resized and cropped 8-bit RGB (S×S×3) that lines up pixel for pixel with the model input."""
-    pixels = _resized_and_cropped(_rgb_as_float_chw(image_rgb), preprocessing, "bilinear")
+    pixels = _resized_and_cropped(_checked_float_chw(image_rgb, preprocessing), preprocessing, "bilinear",
+                                  _name_of(image_rgb))
     return pixels.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
 
@@ -318,8 +323,55 @@ def transform_mask(mask: np.ndarray, preprocessing: Preprocessing) -> np.ndarray
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"a mask must be H×W, got shape {mask.shape}")
+    check_resizable(mask.shape, preprocessing, "mask")
     values = torch.from_numpy(mask.astype(np.float32))[None]
-    return (_resized_and_cropped(values, preprocessing, "nearest-exact") > 0.5).numpy()[0]
+    return (_resized_and_cropped(values, preprocessing, "nearest-exact", "mask") > 0.5).numpy()[0]
+
+
+def _name_of(image) -> str | Path:
+    return image.path if isinstance(image, LoadedImage) else "image"
+
+
+def resized_size(height: int, width: int, preprocessing: Preprocessing) -> tuple[int, int]:
+    """(height, width) after the resize step, before the centre crop."""
+    size = preprocessing.input_size
+    if preprocessing.resize is None:
+        return size, size
+    short, long = sorted((height, width))
+    new_long = int(preprocessing.resize * long / short)
+    return (preprocessing.resize, new_long) if height <= width else (new_long, preprocessing.resize)
+
+
+def check_resizable(shape: Sequence[int], preprocessing: Preprocessing, name: str | os.PathLike = "image") -> None:
+    """Refuse (ImageError naming ``name``) an image of ``shape`` (H×W…) that is empty, more elongated
+    than ``MAX_ASPECT_RATIO``, or whose resize would exceed ``MAX_RESIZED_PIXELS``: checked before any
+    pixel is allocated."""
+    height, width = int(shape[0]), int(shape[1])
+    if height <= 0 or width <= 0:
+        raise ImageError(name, f"zero-size image ({width}×{height})")
+    ratio = max(height, width) / min(height, width)
+    target = resized_size(height, width, preprocessing)
+    pixels = target[0] * target[1]
+    if ratio > MAX_ASPECT_RATIO:
+        raise ImageError(name, f"aspect ratio {_ratio(width, height)} ({width}×{height}) exceeds "
+                               f"{MAX_ASPECT_RATIO:g}:1; the resize would need {pixels:,} pixels; "
+                               "crop or pad the image first")
+    if pixels > MAX_RESIZED_PIXELS:
+        raise ImageError(name, f"the resize of this {width}×{height} image would need {pixels:,} pixels "
+                               f"(limit {MAX_RESIZED_PIXELS:,}); crop or downscale the image first")
+
+
+def _ratio(width: int, height: int) -> str:
+    text = lambda r: f"{r:.1f}".rstrip("0").rstrip(".")  # noqa: E731
+    return f"{text(width / height)}:1" if width >= height else f"1:{text(height / width)}"
+
+
+def _checked_float_chw(image: np.ndarray | LoadedImage, preprocessing: Preprocessing) -> torch.Tensor:
+    """The image as float C×H×W, after ``check_resizable`` (nothing large is allocated for a refused one)."""
+    rgb = image.rgb if isinstance(image, LoadedImage) else np.asarray(image)
+    if rgb.ndim >= 2:
+        check_resizable(rgb.shape, preprocessing, _name_of(image))
+    return _rgb_as_float_chw(image)
 
 
 def _rgb_as_float_chw(image: np.ndarray | LoadedImage) -> torch.Tensor:
@@ -329,16 +381,13 @@ def _rgb_as_float_chw(image: np.ndarray | LoadedImage) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).to(torch.float32)
 
 
-def _resized_and_cropped(chw: torch.Tensor, preprocessing: Preprocessing, mode: str) -> torch.Tensor:
+def _resized_and_cropped(chw: torch.Tensor, preprocessing: Preprocessing, mode: str,
+                         name: str | os.PathLike = "image") -> torch.Tensor:
     """Resize (shorter side to ``resize``, or straight to S×S) then centre-crop S×S, as torchvision does."""
     size = preprocessing.input_size
     height, width = chw.shape[-2:]
-    if preprocessing.resize is None:
-        target = (size, size)
-    else:
-        short, long = sorted((height, width))
-        new_long = int(preprocessing.resize * long / short)
-        target = (preprocessing.resize, new_long) if height <= width else (new_long, preprocessing.resize)
+    check_resizable((height, width), preprocessing, name)
+    target = resized_size(height, width, preprocessing)
     if target != (height, width):
         antialias = {"antialias": True, "align_corners": False} if mode == "bilinear" else {}
         chw = F.interpolate(chw[None], size=target, mode=mode, **antialias)[0]

@@ -1,14 +1,20 @@
 """Model loading and the backends behind one interface."""
-from .backend import LOGITS, PENULTIMATE, Forward, LayerInfo, ModelBackend, ModelInfo
+from .backend import (
+    LOGITS, PENULTIMATE, Forward, LayerError, LayerInfo, ModelBackend, ModelInfo, UnknownLayerError,
+)
 from .layers import default_target_layer, probe_layers, stage_layers
-from .loading import ModelLoadError, UntrustedPickleError, check_same_classes, detect_format, load_model
+from .loading import (
+    ModelLoadError, NonFiniteLogitsError, UntrustedPickleError, check_finite_logits, check_same_classes,
+    detect_format, load_model,
+)
 from .preprocessing import Preprocessing, read_sidecar, write_sidecar
-from .registry import architectures, fingerprint, get_architecture, register_architecture
+from .registry import architecture_families, architectures, fingerprint, get_architecture, register_architecture
 
 __all__ = [
-    "LOGITS", "PENULTIMATE", "Forward", "LayerInfo", "ModelBackend", "ModelInfo",
+    "LOGITS", "PENULTIMATE", "Forward", "LayerError", "LayerInfo", "ModelBackend", "ModelInfo", "UnknownLayerError",
     "default_target_layer", "probe_layers", "stage_layers",
-    "ModelLoadError", "UntrustedPickleError", "check_same_classes", "detect_format", "load_model",
+    "ModelLoadError", "NonFiniteLogitsError", "UntrustedPickleError", "check_finite_logits", "check_same_classes",
+    "detect_format", "load_model",
     "Preprocessing", "read_sidecar", "write_sidecar",
-    "architectures", "fingerprint", "get_architecture", "register_architecture",
+    "architecture_families", "architectures", "fingerprint", "get_architecture", "register_architecture",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
@@ -18,6 +19,42 @@ from .preprocessing import Preprocessing
 
 LOGITS = "logits"
 PENULTIMATE = "@penultimate"
+SHOWN_LAYERS = 12
+
+
+class LayerError(KeyError, ValueError):
+    """A layer name that cannot be used; catchable as ``KeyError`` (older callers) and as ``ValueError``
+    (bad input). ``str()`` is the plain message, without the quotes ``KeyError`` adds."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else type(self).__name__
+
+
+class UnknownLayerError(LayerError):
+    """The model has no layer of that name; the message lists the valid ones (shortened when long)."""
+
+    def __init__(self, layer: str, valid: Sequence[str] = (), model: str | None = None, what: str = "layer"):
+        self.layer, self.valid, self.model = layer, tuple(valid), model
+        prefix = f"{model}: " if model else ""
+        super().__init__(f"{prefix}model has no {what} {layer!r}; valid layers: {shorten_names(self.valid)}")
+
+
+def shorten_names(names: Sequence[str], limit: int = SHOWN_LAYERS) -> str:
+    """``a, b, c`` or, past ``limit`` names, the first and last few with the total count."""
+    names = list(names)
+    if not names:
+        return "(none)"
+    if len(names) <= limit:
+        return ", ".join(names)
+    head, tail = names[: limit - 3], names[-2:]
+    return f"{', '.join(head)}, …, {', '.join(tail)} ({len(names)} in all)"
+
+
+def model_label(info: "ModelInfo | None") -> str | None:
+    """The model file's name for messages (None for an in-memory model)."""
+    if info is None or not info.path or info.path.startswith("<"):
+        return None
+    return Path(info.path).name
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,27 @@ import argparse
 import dataclasses
 import hashlib
 import importlib.metadata
+import io
+import json
+import logging
+import math
+import os
 import pickle
+import re
+import struct
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .backend import ModelBackend, ModelInfo
+from .backend import ModelBackend, ModelInfo, model_label
 from .outputs import logits_of
-from .preprocessing import Preprocessing, read_sidecar
+from .preprocessing import Preprocessing, read_sidecar, sidecar_path
 from .registry import Architecture, fingerprint, get_architecture
 from .script_backend import ScriptModuleBackend
 from .torch_backend import TorchModuleBackend
@@ -31,6 +39,11 @@ FALLBACK_NOTE = "no .kdx.json sidecar and no family preset: ImageNet preset used
 STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "net", "student", "teacher")
 PREFIXES = ("module.", "model.", "_orig_mod.")
 ONNX_ROUTES = ("onnxruntime", "onnx2torch")
+SAFETENSORS_ITEM_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2,
+                          "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit
+MAX_DESCRIBED_PICKLE = 16 * 1024 * 1024
+_LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 
 
 class ModelLoadError(ValueError):
@@ -39,6 +52,10 @@ class ModelLoadError(ValueError):
 
 class UntrustedPickleError(ModelLoadError):
     """The file holds a full pickled module: loading it would run code from the file."""
+
+
+class NonFiniteLogitsError(ValueError):
+    """A model gave NaN or inf logits: no class can be chosen from them."""
 
 
 def sha256_of(path: Path) -> str:
@@ -92,26 +109,35 @@ def load_model(
     if fmt == "onnx":
         return _load_onnx(path, preprocessing or sidecar, onnx_route)
     notes: list[str] = []
+    label = "torch.export program (.pt2)" if fmt == "torch_export" or path.suffix.lower() == ".pt2" \
+        else fmt.replace("_", " ") + " file"
+    if fmt == "safetensors":
+        check_safetensors(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        with quiet_torch():
             if fmt == "torchscript":
                 module, arch_name = torch.jit.load(str(path), map_location="cpu"), None
             elif fmt == "torch_export":
                 (module, fixed_size), arch_name = _load_export(path), None
                 if fixed_size and not (preprocessing or sidecar):
-                    preprocessing = dataclasses.replace(FALLBACK_PRESET, input_size=fixed_size)
+                    preprocessing = _preset_of_size(fixed_size, path, "exported program")
                     notes.append(f"input size {fixed_size} read from the exported program")
             else:
                 module, arch_name = _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes)
     except ModelLoadError:
         raise
-    except pickle.UnpicklingError as exc:
-        raise ModelLoadError(f"{path.name}: not a readable {fmt.replace('_', ' ')} file (corrupt, or not a checkpoint)") from exc
-    except (RuntimeError, ValueError, OSError, EOFError, KeyError, IndexError, TypeError, AttributeError,
-            zipfile.BadZipFile) as exc:  # what torch's readers raise on corrupt bytes
-        raise ModelLoadError(f"{path.name}: not a readable {fmt.replace('_', ' ')} file ({_first_line(exc)})") from exc
+    except Exception as exc:  # what torch's readers raise on corrupt bytes: many types, none of them ours
+        image = _image_kind(path)
+        if image is not None:
+            raise ModelLoadError(f"{path.name}: is {image} image, not a model file") from exc
+        kind = _plain_pickle_kind(path) if fmt == "torch_pickle" else None
+        if kind is not None:
+            raise ModelLoadError(f"{path.name}: holds a Python {kind}, not a model or state_dict "
+                                 "(a plain pickle, not a torch.save checkpoint)") from exc
+        if isinstance(exc, pickle.UnpicklingError) and fmt != "torch_export":
+            raise ModelLoadError(f"{path.name}: not a readable {label} (corrupt, or not a checkpoint)") from exc
+        raise ModelLoadError(f"{path.name}: not a readable {label} ({_reader_problem(exc)})") from exc
+    check_finite_parameters(module, path.name)
     config = preprocessing or sidecar or _preset_for(arch_name)
     if config.source == "imagenet-fallback":
         notes.append(FALLBACK_NOTE.format(size=config.input_size))
@@ -141,10 +167,11 @@ def _load_onnx(path: Path, config: Preprocessing | None, route: str) -> ModelBac
         graph = OnnxGraph(read_onnx(path))
     except OnnxGraphError as exc:
         raise ModelLoadError(f"{path.name}: {exc}") from exc
+    _check_finite_initializers(graph.model, path.name)
     if config is None:
         config = FALLBACK_PRESET
         if graph.fixed_size:
-            config = dataclasses.replace(config, input_size=graph.fixed_size)
+            config = _preset_of_size(graph.fixed_size, path, "ONNX graph")
             notes.append(f"input size {graph.fixed_size} read from the ONNX graph")
         notes.append(FALLBACK_NOTE.format(size=config.input_size))
     if graph.fixed_batch:
@@ -176,6 +203,14 @@ def _load_onnx(path: Path, config: Preprocessing | None, route: str) -> ModelBac
     return backend
 
 
+def _preset_of_size(size: int, path: Path, where: str) -> Preprocessing:
+    """The fallback preset at the input size a file fixes, refused when no preset can have that size."""
+    try:
+        return dataclasses.replace(FALLBACK_PRESET, input_size=size)
+    except ValueError as exc:
+        raise ModelLoadError(f"{path.name}: the {where} fixes an input size of {size}; {exc}") from exc
+
+
 def _probe_onnx_logits(backend, config: Preprocessing, path: Path) -> torch.Tensor:
     x = torch.zeros(1, 3, config.input_size, config.input_size)
     try:
@@ -190,8 +225,9 @@ def _probe_onnx_logits(backend, config: Preprocessing, path: Path) -> torch.Tens
 
 def _with_class_names(config: Preprocessing, num_classes: int, path: Path) -> Preprocessing:
     if config.class_names and len(config.class_names) != num_classes:
+        source = f"its sidecar {sidecar_path(path).name}" if config.source == "sidecar" else "the preprocessing"
         raise ModelLoadError(
-            f"{path.name}: the sidecar names {len(config.class_names)} classes but the model outputs {num_classes}")
+            f"{path.name}: {source} names {len(config.class_names)} classes but the model outputs {num_classes}")
     return config if config.class_names else config.with_classes(f"class_{k}" for k in range(num_classes))
 
 
@@ -205,6 +241,209 @@ def _version(package: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+_ENFORCE_PREFIX = re.compile(r"^\[enforce fail at [^\]]*\]\s*\.?\s*")
+
+
+def _reader_problem(exc: BaseException) -> str:
+    """The useful part of a reader's error: one sentence without c10's ``[enforce fail at …]`` prefix,
+    or a plain description where the reader's text says nothing (a bare key, "see the warnings above")."""
+    if "warnings above" in str(exc):  # torch.export logs the real error, then raises this
+        return "not an exported program, or corrupt"
+    if isinstance(exc, (KeyError, IndexError, EOFError, struct.error)) or "Errno" in str(exc):
+        return "truncated or corrupt"
+    text = _ENFORCE_PREFIX.sub("", _first_line(exc))
+    text = text.split(". ")[0].rstrip(".")
+    if len(text) < 8 or not re.search(r"[A-Za-z]{3}", text):  # a bare key or number says nothing
+        return "corrupt, or not a checkpoint"
+    return text
+
+
+@contextmanager
+def quiet_torch():
+    """While a file is tried: warnings captured (not printed) and torch's loggers silenced, so a
+    refused file gives one line and nothing else on stderr."""
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name == "torch" or name.startswith("torch.")]
+    loggers.append(logging.getLogger("torch"))
+    saved = [(logger, logger.disabled) for logger in loggers]
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        for logger in loggers:
+            logger.disabled = True
+        try:
+            yield
+        finally:
+            for logger, disabled in saved:
+                logger.disabled = disabled
+
+
+def check_safetensors(path: Path) -> None:
+    """Validate a safetensors file's header against the file before anything is read from it: the
+    8-byte length within the file, a JSON object, known dtypes, shapes and offsets inside the data."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise ModelLoadError(f"{path.name}: not a safetensors file ({size} bytes, shorter than the 8-byte "
+                                 "header length)")
+        length = int.from_bytes(prefix, "little")
+        if length > size - 8:
+            raise ModelLoadError(f"{path.name}: safetensors header length {length:,} bytes exceeds the "
+                                 f"{size - 8:,} bytes that follow it (truncated, or not a safetensors file)")
+        if length > MAX_SAFETENSORS_HEADER:
+            raise ModelLoadError(f"{path.name}: safetensors header length {length:,} bytes exceeds the "
+                                 f"format's limit of {MAX_SAFETENSORS_HEADER:,}")
+        raw = handle.read(length)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON
+        raise ModelLoadError(f"{path.name}: safetensors header is not valid JSON ({_first_line(exc)})") from exc
+    if not isinstance(header, dict):
+        raise ModelLoadError(f"{path.name}: safetensors header is a JSON {type(header).__name__}, not an object")
+    data_bytes = size - 8 - length
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                raise ModelLoadError(f"{path.name}: safetensors __metadata__ must map names to strings")
+            continue
+        _check_safetensors_entry(path.name, name, entry, data_bytes)
+
+
+def _check_safetensors_entry(file: str, name: str, entry, data_bytes: int) -> None:
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    if not isinstance(entry, dict):
+        raise ModelLoadError(f"{file}: safetensors entry {name!r} is not an object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in SAFETENSORS_ITEM_BYTES:
+        raise ModelLoadError(f"{file}: tensor {name!r} has unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(is_int(d) for d in shape):
+        raise ModelLoadError(f"{file}: tensor {name!r} has a bad shape {shape!r}")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(is_int(o) for o in offsets) \
+            or offsets[0] > offsets[1]:
+        raise ModelLoadError(f"{file}: tensor {name!r} has bad data offsets {offsets!r}")
+    if offsets[1] > data_bytes:
+        raise ModelLoadError(f"{file}: tensor {name!r} data offsets {offsets} run past the end of the file "
+                             f"({data_bytes:,} data bytes)")
+    expected = math.prod(shape) * SAFETENSORS_ITEM_BYTES[dtype]
+    if offsets[1] - offsets[0] != expected:
+        raise ModelLoadError(f"{file}: tensor {name!r} has {offsets[1] - offsets[0]:,} bytes of data but its "
+                             f"{dtype} shape {shape} needs {expected:,}")
+
+
+def check_finite_parameters(module: nn.Module, name: str) -> None:
+    """Refuse a model whose parameters or buffers hold NaN or inf: it cannot give meaningful outputs."""
+    total = bad = 0
+    first = None
+    for key, tensor in module.state_dict().items():
+        if not isinstance(tensor, torch.Tensor) or not (tensor.is_floating_point() or tensor.is_complex()):
+            continue
+        total += tensor.numel()
+        count = int((~torch.isfinite(tensor)).sum())
+        if count:
+            bad += count
+            first = first or key
+    if bad:
+        raise ModelLoadError(f"{name}: {bad:,} of {total:,} parameters are NaN or inf (tensor {first!r}); "
+                             "the model cannot give meaningful outputs")
+
+
+def _check_finite_initializers(model, name: str) -> None:
+    """The ONNX counterpart: initializers and Constant values of floating type."""
+    from onnx import numpy_helper
+
+    from .onnx_graph import FLOAT_TYPES
+
+    tensors = [(t.name, t) for t in model.graph.initializer if t.data_type in FLOAT_TYPES]
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for attribute in node.attribute:
+                if attribute.name == "value" and attribute.t.data_type in FLOAT_TYPES:
+                    tensors.append((node.output[0], attribute.t))
+    total = bad = 0
+    first = None
+    for key, proto in tensors:
+        try:
+            values = numpy_helper.to_array(proto)
+        except Exception:  # unreadable tensor data: onnxruntime reports it when the session is built
+            continue
+        total += values.size
+        count = int(values.size - np.count_nonzero(np.isfinite(values)))
+        if count:
+            bad += count
+            first = first or key
+    if bad:
+        raise ModelLoadError(f"{name}: {bad:,} of {total:,} parameters are NaN or inf (tensor {first!r}); "
+                             "the model cannot give meaningful outputs")
+
+
+def check_finite_logits(logits: torch.Tensor, model, image_names: Sequence[str] | None = None) -> None:
+    """Raise NonFiniteLogitsError naming the model (a backend, a path or a name) when any row of
+    ``logits`` holds NaN or inf, so no target is chosen from them; ``image_names`` name the rows."""
+    logits = torch.as_tensor(logits)
+    rows = torch.isfinite(logits).reshape(logits.shape[0], -1).all(dim=1) if logits.dim() else torch.isfinite(logits)
+    if bool(rows.all()):
+        return
+    name = model_label(model.info) if hasattr(model, "info") else Path(os.fspath(model)).name
+    bad = (~rows).nonzero().flatten().tolist()
+    shown = [image_names[i] if image_names and i < len(image_names) else f"#{i}" for i in bad[:3]]
+    more = ", …" if len(bad) > 3 else ""
+    raise NonFiniteLogitsError(f"{name or 'model'}: NaN or inf logits for {len(bad)} of {rows.numel()} image(s) "
+                               f"({', '.join(map(str, shown))}{more}); no class can be chosen from them")
+
+
+_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "a PNG"), (b"\xff\xd8\xff", "a JPEG"), (b"GIF8", "a GIF"),
+                (b"BM", "a BMP"), (b"II*\x00", "a TIFF"), (b"MM\x00*", "a TIFF"))
+
+
+def _image_kind(path: Path) -> str | None:
+    """``"a PNG"`` and the like when the file starts like an image (dropped on the model slot)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP"
+    return next((kind for magic, kind in _IMAGE_MAGIC if head.startswith(magic)), None)
+
+
+class _NoGlobals(pickle.Unpickler):
+    """Unpickles plain data only: any class or function reference is refused (nothing runs)."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"global {module}.{name} refused")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("persistent id refused")
+
+
+def _plain_pickle_kind(path: Path) -> str | None:
+    """What a plain (non-torch) pickle of plain data holds, e.g. ``list of 3 items``; None otherwise."""
+    try:
+        if path.stat().st_size > MAX_DESCRIBED_PICKLE:
+            return None
+        data = path.read_bytes()
+        stream = io.BytesIO(data)
+        obj = _NoGlobals(stream).load()
+    except Exception:  # not a plain pickle of plain data: the reader's message stands
+        return None
+    if stream.tell() != len(data) or obj == _LEGACY_TORCH_MAGIC:
+        return None  # more pickles follow: torch's legacy format, not a plain pickle
+    return _kind_of(obj)
+
+
+def _kind_of(obj) -> str:
+    kind = type(obj).__name__
+    if isinstance(obj, Mapping):
+        keys = [str(k) for k in list(obj)[:4]]
+        return f"{kind} (keys: {', '.join(keys)}{', …' if len(obj) > 4 else ''})" if keys else f"{kind} (empty)"
+    if isinstance(obj, (list, tuple, set)):
+        return f"{kind} of {len(obj)} item{'s' if len(obj) != 1 else ''}"
+    return kind
 
 
 def _preset_for(arch_name: str | None) -> Preprocessing:
@@ -287,8 +526,9 @@ def extract_state_dict(obj, which: str | None, notes: list[str], name: str) -> d
             if isinstance(obj.get(key), Mapping):
                 return extract_state_dict(obj[key], which, notes, name)
     if not _is_state_dict(obj):
-        kind = type(obj).__name__
-        raise ModelLoadError(f"{name}: holds a {kind}, not model weights (no state_dict found)")
+        if isinstance(obj, Mapping) and not obj and name.endswith(".safetensors"):
+            raise ModelLoadError(f"{name}: holds no tensors")
+        raise ModelLoadError(f"{name}: holds a Python {_kind_of(obj)}, not a model or state_dict")
     state = {k: v for k, v in obj.items()}
     state = _split_roles(state, which, notes, name)
     for prefix in PREFIXES:

@@ -13,9 +13,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .backend import LOGITS, PENULTIMATE, Forward, ModelBackend, ModelInfo
+from .backend import LOGITS, PENULTIMATE, Forward, LayerError, ModelBackend, ModelInfo, UnknownLayerError
 from .onnx_graph import OnnxGraph
-from .onnx_heads import GradientUnavailable, Head, Heads, make_session, shared_weights
+from .onnx_heads import GRADIENT_FREE_HINT, GradientUnavailable, Head, Heads, make_session, shared_weights
 
 
 class OnnxForward(Forward):
@@ -41,7 +41,7 @@ class OnnxForward(Forward):
         for name, cotangent in cotangents.items():
             tensor = graph.logits_name if name == LOGITS else backend.tensor(name)
             if (name != LOGITS and name not in self._layers) or tensor == start or tensor not in downstream:
-                raise KeyError(f"{name!r} is not downstream of the gradient layer {self.grad_layer!r}")
+                raise LayerError(f"{name!r} is not downstream of the gradient layer {self.grad_layer!r}")
             value = cotangent.detach().cpu().numpy().astype(np.float32).reshape(self._values[tensor].shape)
             seeds[tensor] = seeds[tensor] + value if tensor in seeds else value
         outputs = tuple(sorted(seeds))
@@ -51,10 +51,16 @@ class OnnxForward(Forward):
         except GradientUnavailable as exc:
             raise GradientUnavailable(
                 f"{backend.name}: gradients from layer {self.grad_layer!r} cannot be built: {exc}. "
-                "Gradient-free methods (Score-CAM, Ablation-CAM) still work") from exc
+                f"{GRADIENT_FREE_HINT}") from exc
         feeds = {name: self._values[name] for name in head.inputs}
         feeds.update({seed: seeds[tensor][..., None] for seed, tensor in zip(head.seeds, head.outputs)})
-        (gradient,) = backend.run_batched(head, feeds)
+        try:
+            (gradient,) = backend.run_batched(head, feeds)
+        except Exception as exc:  # onnxruntime's own error types, when the gradient graph fails to run
+            ops = backend.heads.describe_ops(start, outputs)
+            raise GradientUnavailable(
+                f"{backend.name}: gradients from layer {self.grad_layer!r} failed in onnxruntime"
+                f"{f' (the head holds {ops})' if ops else ''}: {_first_line(exc)}. {GRADIENT_FREE_HINT}") from exc
         return torch.from_numpy(gradient[..., 0]).reshape(self.activations[self.grad_layer].shape)
 
 
@@ -83,9 +89,12 @@ class OnnxBackend(ModelBackend):
     def tensor(self, layer: str) -> str:
         if layer == PENULTIMATE:
             if self.graph.penultimate is None:
-                raise KeyError("ONNX model has no Gemm/MatMul classifier, so no penultimate layer")
+                raise UnknownLayerError(layer, self.layer_names(), self.name)
             return self.graph.penultimate
-        return self.graph.tensor(layer)
+        try:
+            return self.graph.tensor(layer)
+        except UnknownLayerError:
+            raise UnknownLayerError(layer, self.layer_names(), self.name) from None
 
     def activation(self, layer: str, values: dict[str, np.ndarray]) -> torch.Tensor:
         value = torch.from_numpy(values[self.tensor(layer)])
@@ -142,6 +151,11 @@ class OnnxBackend(ModelBackend):
             feeds = {name: feeds[name] for name in head.inputs}
         (logits,) = self.run_batched(head, feeds)
         return torch.from_numpy(logits)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0].rstrip(".") if text else type(exc).__name__
 
 
 def _as_array(value: torch.Tensor) -> np.ndarray:

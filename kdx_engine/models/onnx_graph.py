@@ -19,6 +19,8 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, external_data_helper, helper, shape_inference
 
+from .backend import UnknownLayerError
+
 FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16)
 CLASSIFIER_OPS = ("Gemm", "MatMul")
 _CALL_SUFFIX = re.compile(r"^(.+)_(\d+)$")
@@ -38,10 +40,17 @@ def read_onnx(path: Path) -> onnx.ModelProto:
         raise OnnxGraphError("not an ONNX model (no graph, nodes or outputs: truncated or another format)")
     folder = path.resolve().parent
     for location in external_locations(model):
-        target = (folder / location).resolve()
-        if Path(location).is_absolute() or not target.is_relative_to(folder):
+        if not location or "\x00" in location:
+            raise OnnxGraphError(f"external data path {location!r} is empty or holds a NUL byte; refused")
+        try:
+            target = (folder / location).resolve()
+            outside = Path(location).is_absolute() or not target.is_relative_to(folder)
+            present = not outside and target.is_file()
+        except (OSError, ValueError) as exc:  # a name the file system cannot take (too long, bad bytes)
+            raise OnnxGraphError(f"external data path {location!r} is not a usable file name ({exc})") from exc
+        if outside:
             raise OnnxGraphError(f"external data path {location!r} points outside the model's folder; refused")
-        if not target.is_file():
+        if not present:
             raise OnnxGraphError(f"external data file {location!r} is missing next to the model")
     try:
         external_data_helper.load_external_data_for_model(model, str(folder))
@@ -121,7 +130,7 @@ class OnnxGraph:
             return self.layers[layer]
         if layer in self.producer and self.types.get(layer, TensorType(0, None)).is_float:
             return layer
-        raise KeyError(f"ONNX model has no layer {layer!r}")
+        raise UnknownLayerError(layer, list(self.layers), what="layer")
 
     def with_outputs(self, names) -> onnx.ModelProto:
         """A copy of the model that also returns the tensors ``names``."""

@@ -25,11 +25,15 @@ from .onnx_graph import OnnxGraph
 SHAPE_BOUND_OPS = frozenset({"Conv", "ConvTranspose", "AveragePool", "LpPool", "MaxPool", "DepthToSpace",
                              "SpaceToDepth", "GridSample", "DeformConv"})
 STANDARD_DOMAINS = ("", "ai.onnx")
+CONTROL_FLOW_OPS = frozenset({"Loop", "Scan", "If", "SequenceMap"})
 CACHE_SIZE = 32
+GRADIENT_FREE_HINT = ("Gradient-free methods still work: Score-CAM and Ablation-CAM "
+                      "(--method scorecam, --method ablationcam)")
 
 
-class GradientUnavailable(RuntimeError):
-    """onnx-ad cannot differentiate a head (an operator without a reverse rule, or one it refuses)."""
+class GradientUnavailable(RuntimeError, ValueError):
+    """onnx-ad cannot differentiate a head (an operator without a reverse rule, or one it refuses).
+    A ``ValueError`` too, so command lines report it as bad input; a ``RuntimeError`` for older callers."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ def make_session(model: onnx.ModelProto, threads: int | None = None,
     over as OrtValues instead of being serialised with the graph (sessions then build in a fraction
     of the time)."""
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # errors come back as exceptions; nothing printed on stderr
     if threads:
         options.intra_op_num_threads = threads
     if shared:
@@ -147,17 +151,18 @@ class Heads:
         the gradient at ``start``. ``shapes`` are the concrete input shapes, used when the head needs them."""
         inputs = (start, *self.side_inputs(start, outputs))
         nodes = self._head_nodes(start, outputs)
-        foreign = [node for node in nodes if node.domain not in STANDARD_DOMAINS]
+        foreign = [node for node in reversed(nodes) if node.domain not in STANDARD_DOMAINS]
         if foreign:
-            node = foreign[-1]
-            raise GradientUnavailable(f"operator {node.domain}.{node.op_type} (node '{node.name or node.output[0]}') "
-                                      "is outside the standard ONNX domain; onnx-ad has no reverse rule for it")
+            listed = _op_list(foreign)
+            raise GradientUnavailable(f"operator{'s' if len(foreign) > 1 else ''} {listed} "
+                                      f"{'are' if len(foreign) > 1 else 'is'} outside the standard ONNX domain; "
+                                      f"onnx-ad has no reverse rule for {'them' if len(foreign) > 1 else 'it'}")
         if not {node.op_type for node in nodes} & SHAPE_BOUND_OPS and (start, outputs) not in self._needs_shapes:
             try:
                 return _cached((self.sha256, "vjp", start, outputs, None),
                                lambda: self._build_gradient(self._extract(inputs, outputs), inputs, outputs))
             except GradientUnavailable as exc:
-                if "declared" not in str(exc):
+                if "declare" not in str(exc):  # "declared shapes", "declare the shape": retry with shapes
                     raise
                 self._needs_shapes.add((start, outputs))
         shape_key = tuple(shapes[name] for name in inputs)
@@ -165,21 +170,54 @@ class Heads:
                        lambda: self._build_gradient(with_input_shapes(self._extract(inputs, outputs), shapes),
                                                     inputs, outputs))
 
+    def describe_ops(self, start: str, outputs: tuple[str, ...]) -> str:
+        """The head's operators onnx-ad is likely to fail on (control flow, non-standard domains), or ''."""
+        nodes = [node for node in reversed(self._head_nodes(start, outputs))
+                 if node.op_type in CONTROL_FLOW_OPS or node.domain not in STANDARD_DOMAINS]
+        return _op_list(nodes)
+
     def _extract(self, inputs, outputs) -> onnx.ModelProto:
         return self._extractor.extract_model(list(inputs), list(outputs))
 
     def _build_gradient(self, head: onnx.ModelProto, inputs, outputs) -> Head:
         try:
             derivative = onnx_ad.reverse(head, inputs=[inputs[0]], outputs=list(outputs), layout="onnx")
-        except onnx_ad.UnsupportedOperator as exc:
-            raise GradientUnavailable(str(exc)) from exc
+        except (onnx_ad.UnsupportedOperator, onnx_ad.UnrollTooLarge) as exc:
+            raise GradientUnavailable(f"{_with_ops(str(exc), self._ops_in(head))}") from exc
+        except Exception as exc:  # onnx-ad failing inside a rule: report, never crash
+            raise GradientUnavailable(_with_ops(f"onnx-ad failed ({type(exc).__name__}: {exc})",
+                                                self._ops_in(head))) from exc
         seeds = tuple(value.name for value in derivative.graph.input[len(head.graph.input):])
         gradient = derivative.graph.output[-1].name
         try:
             session = make_session(derivative, self.threads, self.shared)
         except Exception as exc:  # onnxruntime's own error types: report, never crash
-            raise GradientUnavailable(f"onnxruntime cannot run the gradient graph ({exc})") from exc
+            raise GradientUnavailable(_with_ops(f"onnxruntime cannot run the gradient graph ({_first_line(exc)})",
+                                                self._ops_in(head))) from exc
         return Head(session, inputs, outputs, seeds, gradient)
+
+    @staticmethod
+    def _ops_in(head: onnx.ModelProto) -> str:
+        return _op_list([node for node in head.graph.node
+                         if node.op_type in CONTROL_FLOW_OPS or node.domain not in STANDARD_DOMAINS])
+
+
+def _op_list(nodes) -> str:
+    """``Loop (node 'loop'), com.microsoft.FastGelu (node 'fg')``, each operator once."""
+    seen: dict[str, str] = {}
+    for node in nodes:
+        op = f"{node.domain}.{node.op_type}" if node.domain not in STANDARD_DOMAINS else node.op_type
+        seen.setdefault(op, node.name or (node.output[0] if node.output else "?"))
+    return ", ".join(f"{op} (node '{name}')" for op, name in seen.items())
+
+
+def _with_ops(message: str, ops: str) -> str:
+    return f"{message}; the head holds {ops}" if ops else message
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0].rstrip(".") if text else type(exc).__name__
 
 
 def _cached(key: tuple, build) -> Head:

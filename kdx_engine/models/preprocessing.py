@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,31 @@ CIFAR_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR_STD = (0.2673, 0.2564, 0.2762)
 SIDECAR_SUFFIX = ".kdx.json"
 SIDECAR_VERSION = 1
+MAX_INPUT_SIZE = 4096
+MAX_RESIZE = 2 * MAX_INPUT_SIZE
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _bounded_integer(name: str, value, limit: int) -> int:
+    if not _is_integer(value) or not 1 <= value <= limit:
+        raise ValueError(f"'{name}' must be a positive integer (at most {limit}), got {value!r}")
+    return int(value)
+
+
+def _three_numbers(name: str, value, positive: bool) -> tuple[float, float, float]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3 \
+            or not all(_is_number(v) and math.isfinite(v) for v in value):
+        raise ValueError(f"'{name}' must be 3 finite numbers (one per RGB channel), got {value!r}")
+    if positive and not all(v > 0 for v in value):
+        raise ValueError(f"'{name}' must be 3 numbers above zero (it divides the pixels), got {list(value)!r}")
+    return tuple(float(v) for v in value)
 
 
 @dataclass(frozen=True)
@@ -29,6 +56,19 @@ class Preprocessing:
     architecture: str | None = None
     source: str = "imagenet-default"
 
+    def __post_init__(self) -> None:
+        """Values checked however the config is made: a bad one is a ValueError naming the field."""
+        object.__setattr__(self, "input_size", _bounded_integer("input_size", self.input_size, MAX_INPUT_SIZE))
+        if self.resize is not None:
+            object.__setattr__(self, "resize", _bounded_integer("resize", self.resize, MAX_RESIZE))
+        object.__setattr__(self, "mean", _three_numbers("mean", self.mean, positive=False))
+        object.__setattr__(self, "std", _three_numbers("std", self.std, positive=True))
+        if isinstance(self.class_names, (str, bytes)) or not all(isinstance(c, str) for c in self.class_names):
+            raise ValueError(f"'class_names' must be a list of strings, got {self.class_names!r}"[:200])
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        if self.architecture is not None and not isinstance(self.architecture, str):
+            raise ValueError(f"'architecture' must be a string or null, got {self.architecture!r}")
+
     def with_classes(self, class_names) -> "Preprocessing":
         return dataclasses.replace(self, class_names=tuple(class_names))
 
@@ -42,19 +82,30 @@ class Preprocessing:
 
     @classmethod
     def from_json(cls, data: dict, source: str = "sidecar") -> "Preprocessing":
+        """The config in a sidecar's JSON; a bad field is a ValueError naming it."""
+        if not isinstance(data, dict):
+            raise ValueError(f"must hold a JSON object, not a {_json_kind(data)}")
         version = data.get("version", SIDECAR_VERSION)
+        if not _is_integer(version):
+            raise ValueError(f"'version' must be an integer, got {version!r}")
         if version > SIDECAR_VERSION:
             raise ValueError(f"sidecar version {version} is newer than this KDX understands ({SIDECAR_VERSION})")
         known = {f.name for f in dataclasses.fields(cls)} - {"source"}
         kwargs = {k: v for k, v in data.items() if k in known}
         for key in ("mean", "std"):
-            if key in kwargs:
-                if len(kwargs[key]) != 3:
-                    raise ValueError(f"sidecar '{key}' must have 3 values, got {kwargs[key]!r}")
-                kwargs[key] = tuple(float(v) for v in kwargs[key])
+            if key in kwargs and not isinstance(kwargs[key], list):
+                raise ValueError(f"'{key}' must be a list of 3 numbers, got {kwargs[key]!r}")
         if "class_names" in kwargs:
-            kwargs["class_names"] = tuple(str(c) for c in kwargs["class_names"])
+            names = kwargs["class_names"]
+            if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+                raise ValueError(f"'class_names' must be a list of strings, got {names!r}"[:200])
+            kwargs["class_names"] = tuple(names)
         return cls(**kwargs, source=source)
+
+
+def _json_kind(value) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 IMAGENET_PRESET = Preprocessing(input_size=224, resize=256, source="imagenet-default")
@@ -72,9 +123,12 @@ def read_sidecar(model_path: str | os.PathLike) -> Preprocessing | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Preprocessing.from_json(data)
-    except (OSError, json.JSONDecodeError, TypeError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ValueError(f"{path.name}: unreadable preprocessing sidecar ({exc})") from exc
+    try:
+        return Preprocessing.from_json(data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path.name}: bad preprocessing sidecar: {exc}") from exc
 
 
 def write_sidecar(model_path: str | os.PathLike, config: Preprocessing) -> Path:

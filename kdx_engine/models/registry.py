@@ -112,3 +112,55 @@ def fingerprint(state_dict: Mapping[str, torch.Tensor]) -> list[tuple[Architectu
                 continue
         matches.append((arch, num_classes))
     return matches
+
+
+@dataclass(frozen=True)
+class ArchitectureSummary:
+    """What ``kdx info --list-archs`` shows of one registered architecture: enough to tell whether a
+    state_dict was saved from it (its parameter count and its first and last parameters)."""
+
+    name: str
+    family: str
+    num_classes: int
+    input_size: int
+    num_parameters: int
+    first_parameter: tuple[str, tuple[int, ...]]
+    last_parameter: tuple[str, tuple[int, ...]]
+
+    @property
+    def description(self) -> str:
+        (first, first_shape), (last, last_shape) = self.first_parameter, self.last_parameter
+        return (f"{self.num_parameters:,} parameters, {self.num_classes} classes, {self.input_size}×{self.input_size} "
+                f"input; first {first} {_shape_text(first_shape)}, last {last} {_shape_text(last_shape)}")
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "family": self.family, "num_classes": self.num_classes,
+                "input_size": self.input_size, "num_parameters": self.num_parameters,
+                "first_parameter": {"name": self.first_parameter[0], "shape": list(self.first_parameter[1])},
+                "last_parameter": {"name": self.last_parameter[0], "shape": list(self.last_parameter[1])},
+                "description": self.description}
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "×".join(map(str, shape)) if shape else "scalar"
+
+
+_SUMMARIES: dict[str, ArchitectureSummary] = {}
+
+
+def architecture_families() -> list[ArchitectureSummary]:
+    """Every registered architecture, sorted by family then name, with a short fingerprint (parameter
+    count, first and last parameter names and shapes, default class count). Built on the meta device."""
+    found = []
+    for arch in architectures().values():
+        if arch.name not in _SUMMARIES:
+            with torch.device("meta"), _initialisers_skipped():
+                module = arch.build(arch.default_classes)
+            params = [(name, tuple(p.shape)) for name, p in module.named_parameters()]
+            count = sum(p.numel() for p in module.parameters())
+            empty = ("-", ())
+            _SUMMARIES[arch.name] = ArchitectureSummary(
+                arch.name, arch.family, arch.default_classes, arch.preset.input_size, count,
+                params[0] if params else empty, params[-1] if params else empty)
+        found.append(_SUMMARIES[arch.name])
+    return sorted(found, key=lambda s: (s.family, s.name))

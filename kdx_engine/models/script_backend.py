@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch
 
-from .backend import PENULTIMATE, Forward, ModelBackend, ModelInfo
+from .backend import PENULTIMATE, Forward, ModelBackend, ModelInfo, UnknownLayerError, model_label
 from .outputs import logits_of
 from .torch_backend import TorchForward
 
@@ -45,7 +45,7 @@ class ScriptModuleBackend(ModelBackend):
             node = _child_calls(graph).get(layer)
             value = node.output() if node is not None else None
         if value is None:
-            raise KeyError(f"TorchScript model has no top-level layer {layer!r}")
+            raise UnknownLayerError(layer, self.layer_names(), model_label(self.info), what="top-level layer")
         return value
 
     @staticmethod

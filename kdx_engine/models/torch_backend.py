@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from .backend import LOGITS, PENULTIMATE, Forward, ModelBackend, ModelInfo
+from .backend import LOGITS, PENULTIMATE, Forward, LayerError, ModelBackend, ModelInfo, UnknownLayerError, model_label
 from .outputs import first_tensor, logits_of
 
 
@@ -35,7 +35,7 @@ def autograd_vjp(connected, leaf, cotangents, grad_layer) -> torch.Tensor:
     outputs, grads = [], []
     for name, cot in cotangents.items():
         if name not in connected:
-            raise KeyError(f"{name!r} is not downstream of the gradient layer {grad_layer!r}")
+            raise LayerError(f"{name!r} is not downstream of the gradient layer {grad_layer!r}")
         if connected[name].requires_grad:
             outputs.append(connected[name])
             grads.append(cot.to(connected[name].dtype))
@@ -82,8 +82,8 @@ class TorchModuleBackend(ModelBackend):
 
     def _module_for(self, layer: str) -> nn.Module:
         name = self.classifier if layer == PENULTIMATE else layer
-        if name is None or name not in self._modules:
-            raise KeyError(f"model has no layer {layer!r}")
+        if name is None or not name or name not in self._modules:
+            raise UnknownLayerError(layer, self.layer_names(), model_label(self.info))
         return self._modules[name]
 
     def forward(self, x: torch.Tensor, layers: Sequence[str] = (), grad_layer: str | None = None) -> Forward:

@@ -287,3 +287,28 @@ def test_display_image_and_transformed_mask_line_up_with_the_model_input(resize)
     assert (bright & shown_mask).sum() / (bright | shown_mask).sum() > 0.85
     model_input = to_tensor(rgb, preprocessing)
     assert np.allclose(shown / 255.0 * 2 - 1, model_input.permute(1, 2, 0).numpy(), atol=1 / 255 + 1e-6)
+
+
+@pytest.mark.parametrize("height,width", [(1, 5000), (5000, 1), (10, 600)])
+def test_too_elongated_images_are_refused_before_any_resize(tmp_path, height, width, monkeypatch):
+    path = tmp_path / "strip.png"
+    Image.fromarray(np.zeros((height, width, 3), dtype=np.uint8)).save(path)
+    image = load_image(path)
+    preset = Preprocessing(input_size=224, resize=256)
+    monkeypatch.setattr(torch.nn.functional, "interpolate", lambda *a, **k: pytest.fail("resized anyway"))
+    for convert in (to_tensor, display_image):
+        with pytest.raises(ImageError, match=r"^strip\.png: aspect ratio .* exceeds 50:1; the resize would need "
+                                             r"[\d,]+ pixels; crop or pad the image first"):
+            convert(image, preset)
+    with pytest.raises(ImageError, match=r"^image: aspect ratio"):
+        to_tensor(image.rgb, preset)
+    with pytest.raises(ImageError, match=r"^mask: aspect ratio"):
+        transform_mask(np.zeros((height, width), dtype=bool), preset)
+
+
+def test_a_resize_beyond_the_pixel_budget_is_refused_and_an_ordinary_one_is_not():
+    rgb = np.zeros((40, 1000, 3), dtype=np.uint8)  # 25:1, within the aspect limit
+    with pytest.raises(ImageError, match=r"^image: the resize of this 1000×40 image would need 419,430,400 pixels"):
+        to_tensor(rgb, Preprocessing(input_size=32, resize=4096))
+    assert to_tensor(rgb, Preprocessing(input_size=224, resize=256)).shape == (3, 224, 224)
+    assert to_tensor(np.zeros((1, 50, 3), dtype=np.uint8), Preprocessing(input_size=32)).shape == (3, 32, 32)
