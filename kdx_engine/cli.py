@@ -29,14 +29,23 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError) as exc:  # the engine reports bad input as these
         print(f"kdx: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as exc:  # a file that cannot be read or written, named with the reason
+        where = exc.filename or "a file"
+        print(f"kdx: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("kdx: interrupted; files already written are complete, nothing is half-written", file=sys.stderr)
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kdx", description="Explain and measure knowledge distillation.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    info = sub.add_parser("info", help="describe a model file")
-    info.add_argument("model", type=Path)
+    info = sub.add_parser("info", help="describe a model file (or list the known architectures)")
+    info.add_argument("model", type=Path, nargs="?")
+    info.add_argument("--list-archs", action="store_true",
+                      help="list the architectures a state_dict is recognised as, with their fingerprints")
     _model_options(info)
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.add_argument("--save-sidecar", action="store_true", help="write the preprocessing to MODEL.kdx.json")
@@ -85,8 +94,6 @@ def _parser() -> argparse.ArgumentParser:
     metrics.add_argument("--dataset", type=Path, required=True, help="ImageFolder: class_name/image.ext")
     metrics.add_argument("--embeddings", type=Path, help="K×e class embeddings (.npy), rows in class order")
     metrics.add_argument("--out", type=Path, required=True)
-    metrics.add_argument("--resamples", type=int, default=200,
-                         help="unused: intervals are a delete-one jackknife (kept for old scripts)")
     metrics.add_argument("--seed", type=int, default=0)
     metrics.add_argument("--batch-size", type=int, default=32)
     metrics.add_argument("--overwrite", action="store_true")
@@ -143,8 +150,18 @@ def _load(path: Path, args):
 
 
 def run_info(args) -> int:
-    from .models import default_target_layer, probe_layers, write_sidecar
+    from .models import architecture_families, default_target_layer, probe_layers, write_sidecar
 
+    if args.list_archs:
+        families = architecture_families()
+        if args.json:
+            print(json.dumps([family.to_json() for family in families], indent=2))
+        else:
+            for family in families:
+                print(f"{family.name:24s} {family.family:14s} {family.description}")
+        return 0
+    if args.model is None:
+        raise BadInput("give a MODEL file (or --list-archs)")
     backend = _load(args.model, args)
     info = backend.info
     layers = probe_layers(backend)
@@ -304,6 +321,7 @@ def run_export(args) -> int:
     from .comparison import ComparisonSettings, UniCamCache, compare_image
     from .comparison.export import check_export_location, export_comparisons
     from .figures.figure_panel import FigureOptions
+    from .labels import class_index, label_hints
 
     _check_view_options(args)
     fmt = args.format or args.out.suffix.lower().lstrip(".")
@@ -313,7 +331,7 @@ def run_export(args) -> int:
     columns = tuple(c.strip() for c in args.columns.split(",") if c.strip())
     metrics = () if args.metrics.strip() in ("", "none") else tuple(m.strip() for m in args.metrics.split(","))
     options = FigureOptions(columns=columns, metrics=metrics, format=fmt, dpi=args.dpi)
-    rule, class_index = _target_rule(args.target, allow_true=True)
+    rule, target_class = _target_rule(args.target, allow_true=True)
     if not 0 <= args.threshold < 100:
         raise BadInput(f"--threshold {args.threshold}: give a percentile in 0…100")
     check_export_location(out, args.overwrite)
@@ -326,7 +344,7 @@ def run_export(args) -> int:
             raise BadInput("the distilled and residual columns need --reference DIR (an ImageFolder); "
                            "or leave them out of --columns")
     reference = _reference_set(args, models) if wants_unicam else None
-    settings = ComparisonSettings(method=args.method.lower(), target_rule=rule, class_index=class_index or 0,
+    settings = ComparisonSettings(method=args.method.lower(), target_rule=rule, class_index=target_class or 0,
                                   unicam_variant=args.variant, reference_n=args.n, colormap=args.colormap,
                                   opacity=args.opacity, threshold=args.threshold, shared_scale=args.shared_scale)
     from .cams import cam_method
@@ -336,7 +354,7 @@ def run_export(args) -> int:
     cache, comparisons = UniCamCache(), []
     with _bar(len(images), "export") as bar:
         for image in images:
-            label = _label_from_folder(image.path, class_names) if rule == "true" else None
+            label = class_index(label_hints(image.path), class_names)
             comparisons.append(compare_image(models, image, label, settings, reference=reference, unicam_cache=cache,
                                              panels=("input", *columns)))
             bar.update(1)
@@ -344,13 +362,6 @@ def run_export(args) -> int:
     print(f"wrote {result.figure} and {result.folder}/ ({len(result.files) - 1} files)")
     _print_image_notes(images)
     return 0 if not errors else EXIT_BAD_INPUT
-
-
-def _label_from_folder(path: Path, class_names) -> int | None:
-    from .data import class_name_key
-
-    keys = {class_name_key(name): i for i, name in enumerate(class_names)}
-    return keys.get(class_name_key(path.parent.name))
 
 
 def _comparison_models(args) -> dict:
@@ -504,7 +515,7 @@ def run_metrics(args) -> int:
             raise BadInput(f"{args.embeddings.name}: shape {embeddings.shape}, expected "
                            f"{teacher.info.num_classes}×e (one row per class)")
     dataset = ImageFolderDataset(args.dataset, class_names=teacher.info.preprocessing.class_names)
-    result = dataset_metrics(teacher, student, dataset, base=base, embeddings=embeddings, resamples=args.resamples,
+    result = dataset_metrics(teacher, student, dataset, base=base, embeddings=embeddings,
                              seed=args.seed, batch_size=args.batch_size, progress=Progress(_progress_bar))
     print(file=sys.stderr)
     result.save(args.out, overwrite=args.overwrite)

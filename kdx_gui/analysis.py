@@ -129,7 +129,7 @@ def _reference(settings: ViewSettings, references: list, class_names, caches: Wo
     return caches.reference(key, lambda: ReferenceSet.from_images(images, labels, n=settings.reference_n, seed=0))
 
 
-def run_dataset_metrics(models: dict[str, LoadedModel], folder: str, resamples: int, progress):
+def run_dataset_metrics(models: dict[str, LoadedModel], folder: str, progress):
     """FSS, CKA, RS and partial RS over a dataset folder (``class_name/image``) with the slots' stages."""
     from kdx_engine.data import ImageFolderDataset
     from kdx_engine.metrics import dataset_metrics
@@ -140,7 +140,7 @@ def run_dataset_metrics(models: dict[str, LoadedModel], folder: str, resamples: 
     dataset = ImageFolderDataset(folder, class_names=teacher.class_names)
     stages = {role: list(model.stages) for role, model in models.items() if model.stages}
     return dataset_metrics(teacher.backend, student.backend, dataset, base=base.backend if base else None,
-                           resamples=resamples, progress=progress, stages=stages)
+                           progress=progress, stages=stages)
 
 
 def read_attention(sources: dict[str, str], engine: EngineStatus, progress) -> dict[str, "AttentionRecord"]:

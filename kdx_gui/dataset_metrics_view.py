@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -33,7 +32,7 @@ def pair_name(a: str, b: str) -> str:
 
 
 class DatasetMetricsRunner(QWidget):
-    """Folder, resamples, Run: submits the dataset-metrics job and stores its result in the session."""
+    """Folder, Run: submits the dataset-metrics job and stores its result in the session."""
 
     def __init__(self, session: Session, jobs: JobRunner, settings: AppSettings, parent: QWidget | None = None):
         super().__init__(parent)
@@ -43,10 +42,6 @@ class DatasetMetricsRunner(QWidget):
         self.folder_label.setToolTip("A folder laid out as class_name/image.ext")
         self.choose_button = QPushButton("Dataset folder…")
         self.choose_button.clicked.connect(self.choose_folder)
-        self.resamples = QSpinBox()
-        self.resamples.setRange(0, 2000)
-        self.resamples.setValue(200)
-        self.resamples.setVisible(False)  # the delete-one jackknife has no resamples to choose
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self._run_clicked)
         self.status = QLabel()
@@ -55,7 +50,6 @@ class DatasetMetricsRunner(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.choose_button)
         row.addWidget(self.folder_label, 1)
-        row.addWidget(self.resamples)
         row.addWidget(self.run_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -117,12 +111,12 @@ class DatasetMetricsRunner(QWidget):
         if folder is not None:
             self.set_folder(folder)
         models = self.session.loaded_models()
-        folder, resamples = self.folder, self.resamples.value()
+        folder = self.folder
 
         def work(progress):
             from . import analysis
 
-            return analysis.run_dataset_metrics(models, folder, resamples, progress)
+            return analysis.run_dataset_metrics(models, folder, progress)
 
         self.status.setText("computing…")
         self.job = self.jobs.submit(f"dataset metrics on {Path(folder).name}", work, key="dataset-metrics",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,15 +68,9 @@ def project_json(project: Project, project_path: str | os.PathLike) -> dict:
 
 def save_project(project: Project, path: str | os.PathLike) -> Path:
     path = Path(path)
-    text = json.dumps(project_json(project, path), indent=2) + "\n"
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    from kdx_engine.atomic_files import atomic_write_text
+
+    atomic_write_text(path, json.dumps(project_json(project, path), indent=2) + "\n")
     return path
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
+from kdx_engine.labels import class_index, label_hints
 from kdx_engine.roles import PANEL_KEYS, ROLE_LETTERS, ROLE_TITLES, ROLES  # noqa: F401 - re-exported for views
 
 ROLE_COLOURS = {"teacher": "#1f77b4", "student": "#d62728", "base": "#2ca02c"}
@@ -65,15 +65,8 @@ class GalleryImage:
 
 
 def label_hints_for(path: Path | None) -> tuple[str, ...]:
-    """Names that may be the image's class: its folder (``circle/img3.png``) and its file-name prefix
-    (``circle_003.png``)."""
-    if path is None:
-        return ()
-    hints = [path.parent.name] if path.parent.name else []
-    prefix = re.split(r"[_\-\s\d.]", path.stem, maxsplit=1)[0]
-    if prefix:
-        hints.append(prefix)
-    return tuple(hints)
+    """Names that may be the image's class (its folder, its file-name prefix)."""
+    return label_hints(path)
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,19 +222,7 @@ class Session(QObject):
 
     def label_of(self, item: GalleryImage) -> int | None:
         """The image's true class index, matched from its folder or file name to the class names."""
-        names = self.class_names()
-        if not names or not item.label_hints:
-            return None
-        from kdx_engine.data import class_name_key  # images exist only once the engine is imported
-
-        exact = {name: i for i, name in enumerate(names)}
-        loose = {class_name_key(name): i for i, name in reversed(list(enumerate(names)))}
-        for hint in item.label_hints:
-            if hint in exact:
-                return exact[hint]
-            if class_name_key(hint) in loose:
-                return loose[class_name_key(hint)]
-        return None
+        return class_index(item.label_hints, self.class_names())
 
     # --- settings and results ------------------------------------------------------------------
     def update_settings(self, **changes) -> None:

@@ -27,10 +27,10 @@ __all__ = [
 from .base import BaseCAM, WeightedCAM
 from .explanation import Explanation
 from .registry import CAM_METHODS, cam_method
-from .targets import TARGET_RULES, ClassTarget, TargetRule, check_finite_logits, resolve_targets, target_cotangent
+from .targets import TARGET_RULES, ClassTarget, TargetRule, resolve_targets, target_cotangent
 
 __all__ += [
     "BaseCAM", "WeightedCAM", "Explanation", "CAM_METHODS", "cam_method",
-    "TARGET_RULES", "ClassTarget", "TargetRule", "check_finite_logits", "resolve_targets",
+    "TARGET_RULES", "ClassTarget", "TargetRule", "resolve_targets",
     "target_cotangent",
 ]

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..models.backend import LOGITS, ModelBackend
 from ..models.layers import default_target_layer, probe_layers
+from ..models.loading import check_finite_logits
 from .explanation import Explanation
 from .targets import ClassTarget, TargetRule, target_cotangent
 
@@ -44,6 +45,7 @@ class BaseCAM(ABC):
     def from_forward(self, x: torch.Tensor, forward, targets: Sequence[ClassTarget] | TargetRule,
                      target_rule: str | None = None) -> Explanation:
         """The maps from a forward pass made by ``run_forward``."""
+        check_finite_logits(forward.logits, self.backend)
         if isinstance(targets, TargetRule):
             target_rule = target_rule or targets.rule
             targets = targets.resolve(forward.logits)

@@ -27,7 +27,6 @@ from ..stats.gram import GramAccumulator
 
 MIN_IMAGES = 32
 ESTIMATOR = "bias-corrected R²* (U-centred, Székely–Rizzo), METHODS §1"
-RESAMPLES = 200  # the former bootstrap's default; accepted from callers, unused by the jackknife
 
 
 def interval_record(level: float = LEVEL) -> dict:
@@ -101,8 +100,7 @@ class Relevance:
 class DatasetMetrics:
     """Every dataset metric with its interval, n, estimator and layer names; saves itself as JSON.
 
-    ``interval`` names the interval method; ``resamples`` is what a caller asked of the former
-    bootstrap, recorded for old scripts and unused; ``seed`` is recorded (the jackknife is exact).
+    ``interval`` names the interval method; ``seed`` is recorded (the jackknife is exact).
     """
 
     n: int
@@ -115,7 +113,6 @@ class DatasetMetrics:
     partial_rs: list[Relevance]
     models: dict[str, dict]
     skipped: list[str]
-    resamples: int
     seed: int
     level: float = LEVEL
     estimator: str = ESTIMATOR
@@ -155,7 +152,6 @@ def dataset_metrics(
     dataset: ImageFolderDataset,
     base: ModelBackend | None = None,
     embeddings: np.ndarray | None = None,
-    resamples: int = RESAMPLES,
     seed: int = 0,
     batch_size: int = 32,
     progress: Progress | None = None,
@@ -163,8 +159,7 @@ def dataset_metrics(
 ) -> DatasetMetrics:
     """FSS (T–S, and S–B, T–B with a Base), stage×stage FSS and CKA, RS and partial RS, pooled over
     every readable image of ``dataset`` (n ≥ 32), each with a delete-one jackknife interval.
-
-    ``resamples`` is accepted from callers of the former bootstrap and only recorded."""
+"""
     models = {"teacher": teacher, "student": student, **({"base": base} if base is not None else {})}
     stages = {role: (stages or {}).get(role) or stage_layers(probe_layers(m)) for role, m in models.items()}
     grams, labels, skipped = _stream_grams(models, stages, dataset, batch_size, progress)
@@ -189,7 +184,7 @@ def dataset_metrics(
     report(progress, 1.0, "done")
     return DatasetMetrics(
         n=n, n_labelled=n_labelled, stages=stages, fss=fss, fss_matrix=fss_matrix, cka_matrix=cka_matrix,
-        rs=rs, partial_rs=partial_rs, skipped=skipped, resamples=resamples, seed=seed,
+        rs=rs, partial_rs=partial_rs, skipped=skipped, seed=seed,
         models={role: {"file": m.info.path, "sha256": m.info.sha256, "format": m.info.format,
                        "backend": m.info.backend, "architecture": m.info.architecture} for role, m in models.items()},
         label_embedding="one-hot" if embeddings is None else f"class embeddings {tuple(np.shape(embeddings))}",

@@ -52,11 +52,13 @@ def test_explain_writes_maps_overlays_and_manifest(model_file, image_dir, tmp_pa
     assert main(["explain", "--method", "gradcam++", "--model", str(model_file), str(image_dir),
                  "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.npy", "a.png", "b.npy", "b.png", "manifest.json"]
-    assert np.load(out / "a.npy").shape == (32, 32)
+    assert np.load(out / "a.npy").shape == (40, 50)  # the image's own pixel grid
+    assert np.load(out / "b.npy").shape == (32, 32)
+    assert Image.open(out / "a.png").size == (50, 40)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["method"] == "gradcam++" and manifest["layer"] == "layer3"
     assert manifest["model"]["architecture"] == "resnet8" and len(manifest["model"]["sha256"]) == 64
-    assert [i["file"].endswith(n) for i, n in zip(manifest["image_files"], ["a.png", "b.jpg"])] == [True, True]
+    assert [i["file"].endswith(n) for i, n in zip(manifest["images"], ["a.png", "b.jpg"])] == [True, True]
     # no silent overwrite
     assert main(["explain", "--model", str(model_file), str(image_dir), "--out", str(out)]) == 2
     assert "overwrite" in capsys.readouterr().err
@@ -100,9 +102,9 @@ def test_metrics_writes_values_with_intervals(trio_files, tmp_path, capsys):
     (t, s, b), data = trio_files
     out = tmp_path / "metrics.json"
     assert main(["metrics", "--teacher", str(t), "--student", str(s), "--base", str(b), "--dataset", str(data),
-                 "--out", str(out), "--resamples", "10"]) == 0
+                 "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["n"] == 33 and result["resamples"] == 10
+    assert result["n"] == 33 and result["interval"]["method"] == "delete-one jackknife, normal"
     assert {p["b"] for p in result["fss"]} == {"student", "base"}
     assert "FSS teacher.layer1 ~ student.layer1" in capsys.readouterr().out
     assert main(["metrics", "--teacher", str(t), "--student", str(s), "--dataset", str(data),
@@ -122,8 +124,69 @@ def test_explain_unicam_writes_distilled_and_residual(trio_files, image_dir, tmp
     out = tmp_path / "u"
     assert main(["explain", "--method", "unicam", "--teacher", str(t), "--student", str(s), "--base", str(b),
                  "--reference", str(data), "--n", "8", str(image_dir / "a.png"), "--out", str(out)]) == 0
-    for folder in ("distilled_S_given_B", "residual_B_given_S"):
-        manifest = json.loads((out / folder / "manifest.json").read_text())
-        assert manifest["method"] == "unicam" and manifest["unicam"]["n"] == 8
-        assert len(manifest["unicam"]["reference_hashes"]) == 7
-        assert np.load(out / folder / "a.npy").shape == (32, 32)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["method"] == "unicam" and manifest["n"] == 8 and manifest["variant"] == "label-free"
+    assert len(manifest["reference"]["hashes"]) == 7
+    for key, folder in (("distilled", "distilled_S_given_B"), ("residual", "residual_B_given_S")):
+        assert manifest["images"][0][key]["map"] == f"{folder}/a.npy"
+        assert np.load(out / folder / "a.npy").shape == (40, 50)
+
+
+def test_explain_unicam_keeps_every_images_record_whatever_the_batch_size(trio_files, image_dir, tmp_path, capsys):
+    (t, s, b), data = trio_files
+    base = ["explain", "--method", "unicam", "--teacher", str(t), "--student", str(s), "--base", str(b),
+            "--reference", str(data), "--n", "6", str(image_dir)]
+    layouts = []
+    for batch in ("1", "16"):
+        out = tmp_path / f"u{batch}"
+        assert main([*base, "--out", str(out), "--batch-size", batch]) == 0
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert [record["name"] for record in manifest["images"]] == ["a", "b"]
+        layouts.append(sorted(str(p.relative_to(out)) for p in out.rglob("*")))
+    assert layouts[0] == layouts[1]
+    assert main([*base, "--out", str(tmp_path / "u1")]) == 2  # a rerun does not overwrite silently
+    assert "overwrite" in capsys.readouterr().err
+
+
+def test_images_with_the_same_name_in_different_folders_all_get_files(model_file, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    for folder in ("x", "y", "z"):
+        (tmp_path / "imgs" / folder).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "imgs" / folder / "same.png")
+    out = tmp_path / "out"
+    assert main(["explain", "--model", str(model_file), str(tmp_path / "imgs"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.npy")) == ["same.npy", "same_1.npy", "same_2.npy"]
+    assert "wrote 3 map(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--colormap", "rainbowz", "--colormap 'rainbowz'"),
+    ("--opacity", "7", "--opacity 7.0"),
+    ("--batch-size", "-1", "--batch-size -1"),
+])
+def test_bad_view_options_are_refused_before_anything_is_written(model_file, image_dir, tmp_path, capsys,
+                                                                   option, value, message):
+    out = tmp_path / "out"
+    assert main(["explain", "--model", str(model_file), str(image_dir), "--out", str(out), option, value]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_export_writes_a_figure_and_its_data(trio_files, tmp_path, capsys):
+    (t, s, b), data = trio_files
+    out = tmp_path / "fig.svg"
+    images = [str(data / "r" / "0.png"), str(data / "g" / "1.png")]
+    assert main(["export", "--teacher", str(t), "--student", str(s), "--base", str(b), "--reference", str(data),
+                 "--n", "8", *images, "--out", str(out), "--columns", "input,student,distilled,difference"]) == 0
+    svg = out.read_text()
+    assert svg.count("<image ") == 2 * 4 + 2
+    manifest = json.loads((tmp_path / "fig_data" / "manifest.json").read_text())
+    assert manifest["figure"]["columns"] == ["input", "student", "distilled", "difference"]
+    assert [image["true_class"] for image in manifest["images"]] == [None, None]  # the models name no classes
+    assert main(["export", "--teacher", str(t), "--student", str(s), *images, "--out", str(out),
+                 "--columns", "input,teacher"]) == 2
+    assert "fig.svg: exists (use --overwrite)" in capsys.readouterr().err
+    assert main(["export", "--teacher", str(t), "--student", str(s), *images, "--out", str(tmp_path / "f.png"),
+                 "--columns", "input,distilled"]) == 2
+    assert "--reference" in capsys.readouterr().err
+    assert not (tmp_path / "f.png").exists()

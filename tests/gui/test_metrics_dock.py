@@ -70,7 +70,7 @@ def dataset_metrics():
                Relevance("teacher", "layer3", _value(0.1), "student", "layer3", "semi-partial")]
     return DatasetMetrics(n=40, n_labelled=38, stages={"teacher": stages_t, "student": stages_s}, fss=pairs,
                           fss_matrix=[fss], cka_matrix=[cka], rs=rs, partial_rs=partial, models={}, skipped=[],
-                          resamples=200, seed=0, notes=["2 image(s) without a true label left out of RS"])
+                          seed=0, notes=["2 image(s) without a true label left out of RS"])
 
 
 def test_layer_and_relevance_views_draw_the_engines_dataset_metrics(window, dataset_metrics):

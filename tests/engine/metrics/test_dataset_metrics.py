@@ -43,7 +43,7 @@ def _features(backend, dataset, layer):
 def test_values_equal_direct_statistics(dataset_root, trio):
     teacher, student, base = trio
     dataset = ImageFolderDataset(dataset_root, class_names=("red", "green", "blue"))
-    result = dataset_metrics(teacher, student, dataset, base=base, resamples=20, seed=0, batch_size=10)
+    result = dataset_metrics(teacher, student, dataset, base=base, seed=0, batch_size=10)
     assert result.n == 36 and result.n_labelled == 36 and len(result.skipped) == 1
     assert result.stages == {"teacher": ["layer1", "layer2", "layer3"], "student": ["layer1", "layer2", "layer3"],
                              "base": ["layer1", "layer2", "layer3"]}
@@ -74,14 +74,14 @@ def test_metrics_need_32_images(tmp_path, trio):
     for i in range(10):
         Image.fromarray(np.zeros((32, 32, 3), np.uint8) + i).save(tmp_path / "a" / f"{i}.png")
     with pytest.raises(ValueError, match="10 readable images; dataset metrics need n ≥ 32"):
-        dataset_metrics(*trio[:2], ImageFolderDataset(tmp_path), resamples=5)
+        dataset_metrics(*trio[:2], ImageFolderDataset(tmp_path))
 
 
 def test_save_writes_json_and_refuses_overwrite(dataset_root, trio, tmp_path):
-    result = dataset_metrics(*trio[:2], ImageFolderDataset(dataset_root), resamples=5, seed=3)
+    result = dataset_metrics(*trio[:2], ImageFolderDataset(dataset_root), seed=3)
     path = result.save(tmp_path / "m.json")
     data = json.loads(path.read_text())
-    assert data["n"] == 36 and data["seed"] == 3 and data["resamples"] == 5
+    assert data["n"] == 36 and data["seed"] == 3
     assert data["fss"][0]["layer_a"] == "layer1" and "low" in data["fss"][0]["result"]
     assert "R²*" in data["estimator"] and "torch" in data["versions"]
     with pytest.raises(FileExistsError):
@@ -97,7 +97,7 @@ def test_cancel_stops_the_job(dataset_root, trio):
 
     progress = Progress(callback)
     with pytest.raises(Cancelled):
-        dataset_metrics(*trio[:2], ImageFolderDataset(dataset_root), resamples=5, progress=progress, batch_size=8)
+        dataset_metrics(*trio[:2], ImageFolderDataset(dataset_root), progress=progress, batch_size=8)
     assert len(seen) == 1
 
 
