@@ -500,8 +500,11 @@ def run_metrics(args) -> int:
     from .metrics import dataset_metrics
     from .models.loading import check_same_classes
 
-    if args.out.exists() and not args.overwrite:
-        raise BadInput(f"{args.out}: exists (use --overwrite)")
+    from .output_paths import check_new_file
+
+    check_new_file(args.out, args.overwrite, "metrics")  # before hours of computing, not after
+    if args.batch_size < 1:
+        raise BadInput(f"--batch-size {args.batch_size}: give at least 1")
     teacher, student = _load(args.teacher, args), _load(args.student, args)
     base = _load(args.base, args) if args.base else None
     check_same_classes(teacher, student, *([base] if base else []))
@@ -516,8 +519,7 @@ def run_metrics(args) -> int:
                            f"{teacher.info.num_classes}×e (one row per class)")
     dataset = ImageFolderDataset(args.dataset, class_names=teacher.info.preprocessing.class_names)
     result = dataset_metrics(teacher, student, dataset, base=base, embeddings=embeddings,
-                             seed=args.seed, batch_size=args.batch_size, progress=Progress(_progress_bar))
-    print(file=sys.stderr)
+                             seed=args.seed, batch_size=args.batch_size, progress=Progress(_FractionBar("metrics")))
     result.save(args.out, overwrite=args.overwrite)
     for pair in result.fss:
         v = pair.result
@@ -526,13 +528,26 @@ def run_metrics(args) -> int:
         v = rs.result
         print(f"RS  {rs.model}.{rs.layer}: {v.value:.3f} [{v.low:.3f}, {v.high:.3f}]")
     print(f"n = {result.n}; wrote {args.out}")
-    return 0
+    for note in result.notes:
+        print(f"note: {note}")
+    for problem in result.skipped:
+        print(f"kdx: skipped {problem}", file=sys.stderr)
+    return EXIT_BAD_INPUT if result.skipped else 0
 
 
-def _progress_bar(fraction: float, message: str) -> None:
-    filled = int(30 * fraction)
-    print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction * 100:5.1f}% {message[:50]:50s}", end="",
-          file=sys.stderr, flush=True)
+class _FractionBar:
+    """A Progress callback drawing a terminal bar (silent when stderr is not a terminal)."""
+
+    def __init__(self, what: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=1000, desc=what, file=sys.stderr, disable=not sys.stderr.isatty(), leave=False,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self.bar.n = int(1000 * fraction)
+        self.bar.set_postfix_str(message[:48], refresh=False)
+        self.bar.refresh()
 
 
 def run_zoo_build(args) -> int:
@@ -541,11 +556,10 @@ def run_zoo_build(args) -> int:
 
     if args.threads < 1:
         raise BadInput("--threads must be at least 1")
-    done = [0.0]
-    progress = Progress(lambda fraction, message: done.__setitem__(0, fraction))
+    bar = _FractionBar("zoo build")
     build_zoo(args.out, args.samples, QUICK_PLAN if args.quick else FULL_PLAN, threads=args.threads,
-              overwrite=args.overwrite, progress=progress,
-              log=lambda line: print(f"[{done[0] * 100:3.0f}%] {line}", flush=True))
+              overwrite=args.overwrite, progress=Progress(bar),
+              log=lambda line: bar.bar.write(f"[{bar.bar.n / 10:3.0f}%] {line}", file=sys.stdout))
     return 0
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -10,6 +9,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from kdx_engine.labels import class_name_key  # noqa: F401 - re-exported
 from kdx_engine.data.images import ImageError, LoadedImage, collect_image_paths, load_image, to_batch
 from kdx_engine.models.preprocessing import Preprocessing
 
@@ -23,11 +23,6 @@ class DatasetBatch:
     labels: tuple[int | None, ...]
     images: tuple[LoadedImage, ...]
     errors: tuple[ImageError, ...]
-
-
-def class_name_key(name: str) -> str:
-    """How folder names are matched to class names: case, ``_``/``-`` and extra spaces ignored."""
-    return " ".join(re.sub(r"[_\-]+", " ", name).casefold().split())
 
 
 class ImageFolderDataset:
