@@ -1,3 +1,8 @@
+# The interpreter the venv is made with. 3.11 stays the default: torch==2.14.1 is installed for 3.11
+# on the machines this project runs on, and `command -v python3.12` can name a pyenv shim with no 3.12
+# behind it. Python 3.12 works and is preferred where it has torch (`make PY=python3.12`, on a fresh
+# venv: `make clean` first): it makes None/True/False immortal, so kdx_gui/_runtime/pyside_fixes.py
+# does nothing there.
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin

@@ -1,7 +1,10 @@
 """Start-up: show the window at once, import the engine in the background, then open the given files
 or the bundled demo. ``--startup-report`` prints when the window first painted and when the first
 result appeared (seconds since ``started``) and quits; ``--screenshot PATH`` saves the window once the
-first result is drawn and quits."""
+first result is drawn and quits.
+
+``main`` installs the process-wide work-arounds (``kdx_gui._runtime``) once, before the window is
+built, and freezes the long-lived objects once the engine is imported."""
 from __future__ import annotations
 
 import argparse
@@ -12,8 +15,10 @@ import time
 from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
-from .main_window import MainWindow
-from .settings import APPLICATION, ORGANISATION
+from kdx_gui import _runtime
+from kdx_gui._runtime.gc_policy import freeze_long_lived
+from kdx_gui.main_window import MainWindow
+from kdx_gui.state.settings import APPLICATION, ORGANISATION
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -68,9 +73,11 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     started = time.time() if started is None else started
     args = parse_arguments(sys.argv[1:] if argv is None else argv)
     app = QApplication.instance() or QApplication([sys.argv[0]])
+    _runtime.install()
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     window = MainWindow()
+    window.engineLoaded.connect(freeze_long_lived)
     width, height = (int(v) for v in args.size.split("x"))
     probe = StartupProbe(window, started)
     app.aboutToQuit.connect(window.shutdown)

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .session import ROLES
+from kdx_gui.state.session import ROLES
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 STATE_DICT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")

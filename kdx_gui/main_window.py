@@ -22,22 +22,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .analysis_scheduler import AnalysisScheduler
-from .attention_reader import AttentionReader
-from .canvas_controls import CanvasControls
-from .comparison_canvas import ComparisonCanvas
-from .demo import Demo, find_demo
-from .engine import import_engine
-from .export_dialog import ask_export
-from .gallery import GalleryView
-from .gc_policy import collect_on_gui_thread, freeze_long_lived
-from .jobs import JobRunner, JobStatusWidget
-from .metrics_dock import MetricsDock
-from .model_slot import ModelSlot, accept_file_drag, local_files
-from .plots import configure_pyqtgraph
-from .project import PROJECT_SUFFIX, Project, ProjectError, load_project, save_project
-from .session import ROLE_TITLES, ROLES, Session
-from .settings import AppSettings
+from kdx_gui.canvas.canvas_controls import CanvasControls
+from kdx_gui.canvas.comparison_canvas import ComparisonCanvas
+from kdx_gui.demo import Demo, find_demo
+from kdx_gui.dialogs.export_dialog import ask_export
+from kdx_gui.docks.metrics.metrics_dock import MetricsDock
+from kdx_gui.docks.models.model_slot import ModelSlot
+from kdx_gui.gallery.gallery_view import GalleryView
+from kdx_gui.state.analysis_scheduler import AnalysisScheduler
+from kdx_gui.state.attention_reader import AttentionReader
+from kdx_gui.state.engine import import_engine
+from kdx_gui.state.jobs import JobRunner
+from kdx_gui.state.project import PROJECT_SUFFIX, Project, ProjectError, load_project, save_project
+from kdx_gui.state.session import ROLE_TITLES, ROLES, Session, ViewSettings
+from kdx_gui.state.settings import AppSettings
+from kdx_gui.widgets.drag_drop import accept_file_drag, local_files
+from kdx_gui.widgets.job_status import JobStatusWidget
+from kdx_gui.widgets.plots import configure_pyqtgraph
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif",
                   ".ppm", ".pgm", ".pbm", ".pnm", ".tga"}
@@ -63,12 +64,9 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         configure_pyqtgraph()
-        collect_on_gui_thread()
         self.setWindowTitle("KDX — knowledge distillation explorer")
         self.settings = settings or AppSettings()
-        self.session = Session(self)
-        self.session.settings.colormap = self.settings.colormap()
-        self.session.settings.opacity = self.settings.opacity()
+        self.session = Session(self, ViewSettings(colormap=self.settings.colormap(), opacity=self.settings.opacity()))
         self.jobs = JobRunner(self)
         self.scheduler = AnalysisScheduler(self.session, self.jobs, self)
         self.attention_reader = AttentionReader(self.session, self.jobs, self)
@@ -202,7 +200,6 @@ class MainWindow(QMainWindow):
     def _engine_loaded(self, status) -> None:
         missing = ", ".join(sorted(status.missing))
         self.engine_label.setText("engine ready" + (f" (not in this build: {missing})" if missing else ""))
-        freeze_long_lived()
         self.session.set_engine(status)
         self.engineLoaded.emit()
 
@@ -237,7 +234,7 @@ class MainWindow(QMainWindow):
         for name, path in demo.checkpoints.items():
             self.session.add_checkpoint(path, name)
         if demo.dataset:  # a labelled class_name/image tree: for dataset metrics and the UniCAM reference set
-            self.metrics.dataset_runner.set_folder(demo.dataset)
+            self.session.set_dataset_folder(demo.dataset)
             self.controls.set_reference_folder(demo.dataset)
         return True
 
@@ -250,7 +247,7 @@ class MainWindow(QMainWindow):
         pasted = len(self.session.images) - len(images)
         current_item = self.session.current_image
         current = images.index(current_item.source) if current_item is not None and current_item.source else -1
-        return Project(models, images, current, self.session.settings, self.metrics.dataset_runner.folder,
+        return Project(models, images, current, self.session.settings, self.session.dataset_folder,
                        dict(self.session.extra_checkpoints)), pasted
 
     def save_project(self) -> bool:
@@ -308,10 +305,8 @@ class MainWindow(QMainWindow):
         self._pending_current = project.current if 0 <= project.current < len(images) else None
         if images:
             self.gallery.add_paths(images)
-        self.session.extra_checkpoints = {}
-        for name, checkpoint in project.checkpoints.items():
-            self.session.add_checkpoint(checkpoint, name)
-        self.metrics.dataset_runner.set_folder(project.dataset_folder)
+        self.session.set_checkpoints(project.checkpoints)
+        self.session.set_dataset_folder(project.dataset_folder)
         if missing:
             self.show_error("Some project files are missing",
                             f"{Path(path).name}: {len(missing)} file(s) not found, opened without them: "
@@ -368,7 +363,7 @@ class MainWindow(QMainWindow):
         caches = self.scheduler.worker_caches
 
         def work(progress):
-            from . import analysis
+            from kdx_gui.state import analysis
 
             return analysis.export_figure(models, chosen, settings, engine, gallery, caches(), request, path,
                                           overwrite, progress)
@@ -383,7 +378,7 @@ class MainWindow(QMainWindow):
     def dataset_metrics_dialog(self) -> None:
         self.metrics.show()
         self.metrics.show_tab("layers")
-        if not self.metrics.dataset_runner.folder:
+        if not self.session.dataset_folder:
             self.metrics.dataset_runner.choose_folder()
         if self.metrics.dataset_runner.blocker() is None:
             self.metrics.dataset_runner.run()

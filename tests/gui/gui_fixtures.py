@@ -15,7 +15,11 @@ from gui_helpers import CLASSES, save_resnet8, write_image_tree
 
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path, qapp):
-    """Every test starts with empty QSettings in its own folder."""
+    """Every test starts with empty QSettings in its own folder, under the work-arounds that
+    ``app.main`` installs (once per process)."""
+    from kdx_gui import _runtime
+
+    _runtime.install()
     for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
         QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path / "settings"))
     qapp.setOrganizationName("KDX-test")
@@ -52,10 +56,12 @@ def image_tree(tmp_path):
 
 @pytest.fixture()
 def window(qtbot):
+    from kdx_gui._runtime.gc_policy import freeze_long_lived
     from kdx_gui.main_window import MainWindow
 
     win = MainWindow()
     qtbot.addWidget(win)
+    win.engineLoaded.connect(freeze_long_lived)  # as app.main does
     win.resize(1400, 900)
     with qtbot.waitSignal(win.engineLoaded, timeout=60000):
         win.start_engine()

@@ -64,9 +64,15 @@ def test_files_dropped_on_the_window_open_as_on_the_command_line(window, qtbot, 
     assert len(window.session.images) == 8 and window.session.comparison is not None
 
 
-def test_an_unbuilt_demo_leaves_an_empty_usable_window(window, qtbot, monkeypatch):
+def test_an_unbuilt_demo_leaves_an_empty_usable_window(window, qtbot, monkeypatch, model_files, image_tree):
     monkeypatch.setattr(main_window, "find_demo", lambda: "the demo is not built (resources/models is empty)")
     assert not window.open_demo()
     assert "the demo is not built" in window.gallery.message.text()
+    assert not window.gallery.message.isHidden()
     assert window.canvas.panels["input"].message_text.startswith("no image: drop images")
-    assert window.slots["teacher"].open_button.isEnabled()
+    assert window.session.loaded_models() == {} and window.session.images == []
+
+    window.open_paths([model_files["teacher"], str(image_tree)])  # the window still opens what it is given
+    wait_idle(qtbot, window)
+    assert window.session.models["teacher"].info.path == model_files["teacher"]
+    assert window.canvas.panels["teacher"].values is not None

@@ -8,7 +8,7 @@ from PIL import Image
 from gui_fixtures import image_tree, isolated_settings, model_files, window  # noqa: F401 - fixtures
 from gui_helpers import load_models, wait_idle, write_image_tree
 from kdx_engine.cli import main
-from kdx_gui.export_dialog import ExportRequest
+from kdx_gui.dialogs.export_dialog import ExportRequest
 
 
 def test_the_window_and_kdx_export_write_the_same_png(window, qtbot, model_files, image_tree, tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
 
-import kdx_gui.model_slot as model_slot
+import kdx_gui.docks.models.model_slot as model_slot
 from gui_fixtures import image_tree, isolated_settings, model_files, window  # noqa: F401 - fixtures
 from dnd import drop_files
 from gui_helpers import wait_idle

@@ -7,7 +7,7 @@ import pytest
 from gui_fixtures import image_tree, isolated_settings, model_files, window  # noqa: F401 - fixtures
 from gui_helpers import load_models, wait_idle
 from kdx_gui.main_window import MainWindow
-from kdx_gui.project import PROJECT_VERSION, ProjectError, load_project
+from kdx_gui.state.project import PROJECT_VERSION, ProjectError, load_project
 
 
 def test_settings_persist_between_windows(qtbot, tmp_path, monkeypatch):
@@ -73,7 +73,7 @@ def test_a_project_saves_and_restores_models_images_and_view(window, qtbot, mode
 
 
 def test_paths_are_stored_relative_to_the_project(tmp_path, model_files):
-    from kdx_gui.project import Project, save_project
+    from kdx_gui.state.project import Project, save_project
 
     images = tmp_path / "pics"
     images.mkdir()

@@ -18,7 +18,7 @@ def run(args, config_home, timeout=180):
 
 def test_the_window_modules_import_no_torch(tmp_path):
     done = run(["-c", "import sys, kdx_gui.app, kdx_gui.main_window; print(sorted("
-                      "m for m in ('torch', 'kdx_gui.analysis', 'kdx_engine.models') if m in sys.modules))"],
+                      "m for m in ('torch', 'kdx_gui.state.analysis', 'kdx_engine.models') if m in sys.modules))"],
                tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

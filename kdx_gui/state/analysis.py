@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
-from kdx_engine.comparison import ComparisonModel, compare_image as engine_compare_image, first_line, gallery_predictions
+from kdx_engine.comparison import ComparisonModel, compare_image as engine_compare_image, gallery_predictions
 from kdx_engine.data import collect_image_paths, load_images
 from kdx_engine.models import default_target_layer, load_model, probe_layers, stage_layers
 
-from .engine import EngineStatus
-from .session import LoadedModel, ViewSettings
+from kdx_gui.state.engine import EngineStatus
+from kdx_gui.state.session import LoadedModel, ViewSettings
+from kdx_gui.text import first_line
 
 REFERENCE_CACHE_SIZE = 4
 
@@ -147,7 +148,7 @@ def read_attention(sources: dict[str, str], engine: EngineStatus, progress) -> d
     """VAM attention and KDExplainer routing of each checkpoint (name → path), read from its weights."""
     from kdx_engine.models import read_sidecar
 
-    from .session import AttentionRecord
+    from kdx_gui.state.session import AttentionRecord
 
     records = {}
     for index, (name, path) in enumerate(sources.items()):

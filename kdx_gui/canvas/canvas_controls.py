@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
 
 from kdx_engine.figures import COLORMAPS
 
-from .session import UNICAM_VARIANTS, Session
-from .settings import AppSettings
+from kdx_gui.state.session import UNICAM_VARIANTS, Session
+from kdx_gui.state.settings import AppSettings
 
 TARGET_RULES = {"predicted": "predicted", "true": "true class", "class": "one class:"}
 GALLERY_REFERENCE = "gallery images"

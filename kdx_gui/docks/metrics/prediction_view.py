@@ -6,11 +6,11 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
-from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QWidget
 
-from .session import ROLE_COLOURS, ROLE_TITLES, ROLES, Session
-from .tables import CopyableTable
+from kdx_gui.state.session import ROLE_COLOURS, ROLE_TITLES, ROLES, Session
+from kdx_gui.widgets.layout import headers_over_views
+from kdx_gui.widgets.tables import CopyableTable
 
 TOP_K = 5
 MAP_METRICS = {"pearson": "Pearson r", "spearman": "Spearman ρ", "top_iou": "IoU of top 20%",
@@ -48,15 +48,7 @@ class PredictionView(QWidget):
         self.kl_label.setWordWrap(True)
         self.table = CopyableTable(["model", "rank", "class", "probability"])
         self.map_table = CopyableTable(["T–S map comparison", "value", "note"])
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(self.plot)
-        splitter.addWidget(self.table)
-        splitter.addWidget(self.map_table)
-        splitter.setSizes([220, 160, 120])
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(2, 2, 2, 2)
-        layout.addWidget(self.kl_label)
-        layout.addWidget(splitter, 1)
+        headers_over_views(self, [self.kl_label], [self.plot, self.table, self.map_table], [220, 160, 120])
         self.bars: dict[str, pg.BarGraphItem] = {}
         session.comparisonChanged.connect(self.refresh)
         self.refresh()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QWidget
 
-from .matrix_grid import CheckpointPicker, MatrixGrid, reasons
-from .session import AttentionRecord, Session
-from .settings import AppSettings
-from .tables import CopyableTable
+from kdx_gui.docks.metrics.matrix_grid import AttentionTab, MatrixGrid, reasons
+from kdx_gui.state.session import AttentionRecord, Session
+from kdx_gui.state.settings import AppSettings
+from kdx_gui.widgets.tables import CopyableTable
 
 
 def tree_layout(tree, level_sizes: list[int]) -> tuple[dict, list]:
@@ -44,14 +43,9 @@ def tree_layout(tree, level_sizes: list[int]) -> tuple[dict, list]:
     return positions, edges
 
 
-class RoutingView(QWidget):
+class RoutingView(AttentionTab):
     def __init__(self, session: Session, settings: AppSettings, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.session = session
-        self.picker = CheckpointPicker(session, settings)
-        self.picker.combo.currentIndexChanged.connect(self._draw)
-        self.message = QLabel()
-        self.message.setWordWrap(True)
+        super().__init__(session, settings, parent)
         self.routing_grid = MatrixGrid(columns=4)
         self.path_grid = MatrixGrid(columns=4)
         self.tree_plot = pg.PlotWidget()
@@ -62,18 +56,8 @@ class RoutingView(QWidget):
         tree_item.hideButtons()
         self.tree_plot.setMinimumHeight(200)
         self.table = CopyableTable(["routing", "children × parents", "mean normalised entropy"])
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        for widget in (self.routing_grid, self.path_grid, self.tree_plot, self.table):
-            splitter.addWidget(widget)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(2, 2, 2, 2)
-        layout.addWidget(self.picker)
-        layout.addWidget(self.message)
-        layout.addWidget(splitter, 1)
         self.tree_positions: dict = {}
-        session.attentionChanged.connect(self.refresh)
-        session.engineReady.connect(self.refresh)
-        self.refresh()
+        self.lay_out([self.routing_grid, self.path_grid, self.tree_plot, self.table])
 
     def routing_records(self) -> dict[str, AttentionRecord]:
         return {name: r for name, r in self.session.attention.items() if r.routing}
@@ -90,9 +74,9 @@ class RoutingView(QWidget):
         else:
             self.message.setText("Routing A = softmax(θ/t) at the reference temperature (rows: children, columns: "
                                  "parents). Class paths: rows = classes, columns = that level's experts.")
-        self._draw()
+        self.draw_picked()
 
-    def _draw(self, *_args) -> None:
+    def draw_picked(self, *_args) -> None:
         record = self.routing_records().get(self.picker.combo.currentText())
         tree_item = self.tree_plot.getPlotItem()
         tree_item.clear()

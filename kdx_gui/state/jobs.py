@@ -1,5 +1,5 @@
 """Model work off the GUI thread: a serial queue of jobs that report progress, results and errors as
-signals, and the status-bar widget that shows the running job with a Cancel button.
+signals (``kdx_gui.widgets.job_status`` shows the running job with a Cancel button).
 
 Jobs run one at a time on one worker thread: backends attach hooks to their modules for each forward
 pass, so two passes on one model must never overlap. A job is ``fn(progress) -> result`` where
@@ -14,16 +14,11 @@ import traceback
 from typing import Any, Callable
 
 from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThreadPool, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton, QWidget
 
 from kdx_engine.jobs import Cancelled, Progress
+from kdx_gui.text import first_line
 
 PROGRESS_INTERVAL_S = 0.05  # at most 20 progress signals a second reach the event loop
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 class Job(QObject):
@@ -209,68 +204,3 @@ class JobRunner(QObject):
         finished = self._pool.waitForDone(timeout_ms)
         QCoreApplication.sendPostedEvents()
         return finished
-
-
-class JobStatusWidget(QWidget):
-    """Status-bar view of the queue: the running job's title, message and progress, Cancel, last error."""
-
-    def __init__(self, runner: JobRunner, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.runner = runner
-        self.label = QLabel()
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1000)
-        self.progress_bar.setFixedWidth(160)
-        self.progress_bar.setTextVisible(False)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Cancel the running job (Esc)")
-        self.cancel_button.clicked.connect(runner.cancel_current)
-        self.error_label = QLabel()
-        self.error_label.setStyleSheet("color: #b00020;")
-        self.error_label.setWordWrap(False)
-        self.dismiss_button = QToolButton()
-        self.dismiss_button.setText("×")
-        self.dismiss_button.setToolTip("Dismiss the error")
-        self.dismiss_button.clicked.connect(self.clear_error)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        for widget in (self.error_label, self.dismiss_button, self.label, self.progress_bar, self.cancel_button):
-            layout.addWidget(widget)
-        runner.jobQueued.connect(self.refresh)
-        runner.jobStarted.connect(self.refresh)
-        runner.jobProgressed.connect(self.refresh)
-        runner.jobEnded.connect(self.refresh)
-        runner.jobFailed.connect(self.show_failure)
-        self.clear_error()
-        self.refresh()
-
-    def refresh(self, *_args) -> None:
-        job = self.runner.current
-        pending = [j for j in self.runner.jobs if j.state == "queued" and not j.is_cancel_requested]
-        busy = job is not None or bool(pending)
-        for widget in (self.label, self.progress_bar):
-            widget.setVisible(busy)
-        if job is None:
-            self.cancel_button.setVisible(False)
-            self.label.setText(f"{len(pending)} job(s) waiting" if pending else "")
-            return
-        text = job.title + (f": {job.message}" if job.message else "")
-        if job.is_cancel_requested:
-            text += " (cancelling…)"
-        if pending:
-            text += f"  (+{len(pending)} waiting)"
-        self.label.setText(text)
-        self.progress_bar.setValue(int(round(job.fraction * 1000)))
-        self.cancel_button.setVisible(job.cancellable)
-        self.cancel_button.setEnabled(not job.is_cancel_requested)
-
-    def show_failure(self, job: Job) -> None:
-        self.error_label.setText(f"⚠ {job.title} failed: {job.error}")
-        self.error_label.setToolTip(job.error or "")
-        self.error_label.setVisible(True)
-        self.dismiss_button.setVisible(True)
-
-    def clear_error(self) -> None:
-        self.error_label.clear()
-        self.error_label.setVisible(False)
-        self.dismiss_button.setVisible(False)

@@ -30,10 +30,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .jobs import JobRunner
-from .model_slot import accept_file_drag, local_files
-from .session import ROLE_LETTERS, ROLES, GalleryImage, Session, label_hints_for
-from .settings import AppSettings
+from kdx_gui.state.jobs import JobRunner
+from kdx_gui.state.session import ROLE_LETTERS, ROLES, GalleryImage, Session, label_hints_for
+from kdx_gui.state.settings import AppSettings
+from kdx_gui.widgets.drag_drop import accept_file_drag, local_files, mime_local_files
 
 THUMBNAIL = 96
 ID_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -193,7 +193,7 @@ class GalleryView(QWidget):
             self.settings.remember_folder("images", paths[0])
 
         def work(progress):
-            from . import analysis
+            from kdx_gui.state import analysis
 
             images, errors = analysis.load_gallery_images(paths, progress)
             return gallery_items(images), [str(e) for e in errors]
@@ -210,11 +210,10 @@ class GalleryView(QWidget):
                 self._pasted += 1
                 self._add_encoded(png_bytes(image), f"pasted-{self._pasted}.png")
                 return True
-        if mime is not None and mime.hasUrls():
-            files = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
-            if files:
-                self.add_paths(files)
-                return True
+        files = mime_local_files(mime)
+        if files:
+            self.add_paths(files)
+            return True
         self.show_message("the clipboard holds no image")
         return False
 

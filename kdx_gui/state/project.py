@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .session import ROLES, ViewSettings
+from kdx_gui.state.session import ROLES, ViewSettings
 
 PROJECT_FORMAT = "kdx-project"
 PROJECT_VERSION = 1

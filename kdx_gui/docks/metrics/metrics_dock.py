@@ -9,13 +9,13 @@ from typing import Callable
 
 from PySide6.QtWidgets import QDockWidget, QTabWidget, QVBoxLayout, QWidget
 
-from .routing_view import RoutingView
-from .vam_view import VamView
-from .dataset_metrics_view import DatasetMetricsRunner, LayerMetricsView, RelevanceView
-from .jobs import JobRunner
-from .prediction_view import PredictionView
-from .session import Session
-from .settings import AppSettings
+from kdx_gui.docks.metrics.dataset_metrics_view import DatasetMetricsRunner, LayerMetricsView, RelevanceView
+from kdx_gui.docks.metrics.prediction_view import PredictionView
+from kdx_gui.docks.metrics.routing_view import RoutingView
+from kdx_gui.docks.metrics.vam_view import VamView
+from kdx_gui.state.jobs import JobRunner
+from kdx_gui.state.session import Session
+from kdx_gui.state.settings import AppSettings
 
 
 class _LazyTab(QWidget):

@@ -12,8 +12,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 
 from kdx_engine.figures.panel_rendering import DIVERGING, colormap_lut, panel_scales, render_panel
 
-from .plots import FittedLabel
-from .session import PANEL_KEYS, ROLE_COLOURS, Session
+from kdx_gui.state.session import PANEL_KEYS, ROLE_COLOURS, Session
+from kdx_gui.widgets.plots import FittedLabel
 
 COLUMNS = 4
 DEFAULT_TITLES = {"input": "Input", "teacher": "Teacher", "student": "Student", "base": "Base",
@@ -137,6 +137,7 @@ class ComparisonCanvas(pg.GraphicsLayoutWidget):
         for signal in (session.comparisonChanged, session.settingsChanged, session.currentChanged,
                        session.modelChanged, session.engineReady):
             signal.connect(self.redraw)
+        session.analysingChanged.connect(self._analysing_changed)
         self.redraw()
         self.reset_zoom()
 
@@ -221,6 +222,12 @@ class ComparisonCanvas(pg.GraphicsLayoutWidget):
         self.status.setText("updating…" if stale or self.session.analysing else "")
         if resized:
             self.reset_zoom()
+
+    def _analysing_changed(self, analysing: bool) -> None:
+        """Say "updating…" over a drawn comparison while the engine recomputes it (no redraw)."""
+        comparison, current = self.session.comparison, self.session.current_image
+        if comparison is not None and current is not None and comparison.image_id == current.id:
+            self.status.setText("updating…" if analysing else "")
 
     @staticmethod
     def _colour_map(name: str) -> pg.ColorMap:

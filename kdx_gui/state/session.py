@@ -1,8 +1,9 @@
 """What the window shows, as one state object that views subscribe to (napari's model/view split).
 
 The session holds the loaded models, the gallery's images, the current image, the view settings and
-the latest results computed by the engine; every change is announced by a signal, and views redraw
-from the session rather than talking to each other. Importing this module imports no torch: records
+the latest results computed by the engine; every change goes through a method that announces it by
+a signal, and views redraw from the session rather than talking to each other or keeping copies (the
+dataset folder, for one, lives here only). Importing this module imports no torch: records
 hold numpy arrays and engine objects passed in from worker jobs.
 """
 from __future__ import annotations
@@ -139,22 +140,25 @@ class Session(QObject):
     settingsChanged = Signal(list)
     predictionsChanged = Signal()
     comparisonChanged = Signal()
+    analysingChanged = Signal(bool)
+    datasetFolderChanged = Signal()
     datasetMetricsChanged = Signal()
     attentionSourcesChanged = Signal()
     attentionChanged = Signal()
 
-    def __init__(self, parent: QObject | None = None):
+    def __init__(self, parent: QObject | None = None, settings: ViewSettings | None = None):
         super().__init__(parent)
         self.engine = None
         self.models: dict[str, LoadedModel | None] = {role: None for role in ROLES}
         self.images: list[GalleryImage] = []
         self.current = -1
-        self.settings = ViewSettings()
+        self.settings = settings or ViewSettings()
         self.predictions: dict = {}  # image id → the engine's ImagePrediction
         self.comparison = None  # the engine's Comparison of the current image
-        self.analysing = False
+        self.analysing = False  # a comparison job is queued or running
+        self.dataset_folder: str | None = None  # the folder dataset metrics run on (class_name/image)
         self.dataset_metrics = None
-        self.dataset_folder: str | None = None
+        self.dataset_metrics_folder: str | None = None  # the folder ``dataset_metrics`` came from
         self.extra_checkpoints: dict[str, str] = {}  # VAM / KDExplainer files shown beside the slots' models
         self.attention: dict[str, AttentionRecord] = {}
 
@@ -236,6 +240,17 @@ class Session(QObject):
         self.predictions = predictions
         self.predictionsChanged.emit()
 
+    def clear_predictions(self) -> None:
+        """Forget the gallery's predictions (they no longer match the settings)."""
+        if self.predictions:
+            self.set_predictions({})
+
+    def set_analysing(self, analysing: bool) -> None:
+        """Whether a comparison of the current image is being computed."""
+        if analysing != self.analysing:
+            self.analysing = analysing
+            self.analysingChanged.emit(analysing)
+
     def set_comparison(self, comparison) -> None:
         self.comparison = comparison
         self.comparisonChanged.emit()
@@ -243,6 +258,11 @@ class Session(QObject):
     def add_checkpoint(self, path: str, name: str | None = None) -> None:
         """A checkpoint for the VAM and KDExplainer views only (not a slot model)."""
         self.extra_checkpoints[name or Path(path).name] = str(path)
+        self.attentionSourcesChanged.emit()
+
+    def set_checkpoints(self, checkpoints: dict[str, str]) -> None:
+        """Replace the extra checkpoints (display name → file)."""
+        self.extra_checkpoints = {name: str(path) for name, path in checkpoints.items()}
         self.attentionSourcesChanged.emit()
 
     def attention_sources(self) -> dict[str, str]:
@@ -256,8 +276,15 @@ class Session(QObject):
         self.attention = records
         self.attentionChanged.emit()
 
+    def set_dataset_folder(self, folder: str | None) -> None:
+        """The folder dataset metrics run on (chosen, from a project, or the demo's)."""
+        folder = str(folder) if folder else None
+        if folder != self.dataset_folder:
+            self.dataset_folder = folder
+            self.datasetFolderChanged.emit()
+
     def set_dataset_metrics(self, metrics, folder: str | None) -> None:
-        """The engine's DatasetMetrics for ``folder`` (None clears them)."""
-        self.dataset_metrics, self.dataset_folder = metrics, folder
+        """The engine's DatasetMetrics computed on ``folder`` (None clears them)."""
+        self.dataset_metrics, self.dataset_metrics_folder = metrics, folder
         self.datasetMetricsChanged.emit()
 

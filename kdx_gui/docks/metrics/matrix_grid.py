@@ -8,9 +8,10 @@ from PySide6.QtCore import QRectF
 from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from kdx_engine.figures.panel_rendering import colormap_lut
-from .plots import SMALL_FONT, FittedLabel
-from .session import AttentionRecord, Session
-from .settings import AppSettings
+from kdx_gui.state.session import AttentionRecord, Session
+from kdx_gui.state.settings import AppSettings
+from kdx_gui.widgets.layout import headers_over_views
+from kdx_gui.widgets.plots import SMALL_FONT, FittedLabel
 
 GRID_COLUMNS = 3
 MAX_WRITTEN, MAX_WRITTEN_COLUMNS = 4, 3  # cell values are written on small matrices only, where they fit
@@ -85,6 +86,33 @@ class CheckpointPicker(QWidget):
         if current in names:
             self.combo.setCurrentText(current)
         self.combo.blockSignals(False)
+
+
+class AttentionTab(QWidget):
+    """A tab drawn from ``session.attention``: a checkpoint picker, a message line, then its views in a
+    vertical splitter. Subclasses build the views, call ``lay_out`` and define ``refresh`` (all
+    records) and ``draw_picked`` (the picked one)."""
+
+    def __init__(self, session: Session, settings: AppSettings, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.picker = CheckpointPicker(session, settings)
+        self.picker.combo.currentIndexChanged.connect(self.draw_picked)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+
+    def lay_out(self, views: list[QWidget], sizes: list[int] | None = None) -> None:
+        """Put the views under the picker and the message, and follow the session from now on."""
+        headers_over_views(self, [self.picker, self.message], views, sizes)
+        self.session.attentionChanged.connect(self.refresh)
+        self.session.engineReady.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_args) -> None:
+        raise NotImplementedError
+
+    def draw_picked(self, *_args) -> None:
+        raise NotImplementedError
 
 
 def reasons(records: dict[str, AttentionRecord], field: str) -> str:

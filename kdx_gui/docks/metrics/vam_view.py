@@ -3,26 +3,20 @@ normalised row entropy over depth with every VAM model overlaid."""
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QWidget
 
-from .matrix_grid import CheckpointPicker, MatrixGrid, reasons
-from .plots import plain_axes
-from .session import AttentionRecord, Session
-from .settings import AppSettings
-from .tables import CopyableTable
+from kdx_gui.docks.metrics.matrix_grid import AttentionTab, MatrixGrid, reasons
+from kdx_gui.state.session import AttentionRecord, Session
+from kdx_gui.state.settings import AppSettings
+from kdx_gui.widgets.plots import plain_axes
+from kdx_gui.widgets.tables import CopyableTable
 
 SERIES_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
-class VamView(QWidget):
+class VamView(AttentionTab):
     def __init__(self, session: Session, settings: AppSettings, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.session = session
-        self.picker = CheckpointPicker(session, settings)
-        self.picker.combo.currentIndexChanged.connect(self._draw_layers)
-        self.message = QLabel()
-        self.message.setWordWrap(True)
+        super().__init__(session, settings, parent)
         self.entropy_plot = pg.PlotWidget()
         item = self.entropy_plot.getPlotItem()
         item.setTitle("normalised row entropy over depth (1 = uniform attention)", size="9pt")
@@ -37,18 +31,7 @@ class VamView(QWidget):
         self.entropy_plot.setMinimumHeight(170)
         self.grid = MatrixGrid(columns=4, write_values=False)
         self.table = CopyableTable(["model", "layer", "groups (out×in)", "mean row entropy"])
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        for widget in (self.entropy_plot, self.grid, self.table):
-            splitter.addWidget(widget)
-        splitter.setSizes([220, 420, 120])
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(2, 2, 2, 2)
-        layout.addWidget(self.picker)
-        layout.addWidget(self.message)
-        layout.addWidget(splitter, 1)
-        session.attentionChanged.connect(self.refresh)
-        session.engineReady.connect(self.refresh)
-        self.refresh()
+        self.lay_out([self.entropy_plot, self.grid, self.table], [220, 420, 120])
 
     def vam_records(self) -> dict[str, AttentionRecord]:
         return {name: r for name, r in self.session.attention.items() if r.vam_layers}
@@ -77,9 +60,9 @@ class VamView(QWidget):
             rows += [[name, layer.layer, "×".join(map(str, layer.attention.shape)), layer.mean_row_entropy]
                      for layer in record.vam_layers]
         self.table.set_rows(rows)
-        self._draw_layers()
+        self.draw_picked()
 
-    def _draw_layers(self, *_args) -> None:
+    def draw_picked(self, *_args) -> None:
         record = self.vam_records().get(self.picker.combo.currentText())
         if record is None:
             self.grid.set_matrices([])

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from .jobs import JobRunner
-from .session import ANALYSIS_SETTINGS, Session
+from kdx_gui.state.jobs import JobRunner
+from kdx_gui.state.session import ANALYSIS_SETTINGS, Session
 
 COALESCE_MS = 30
 
@@ -36,7 +36,7 @@ class AnalysisScheduler(QObject):
     def worker_caches(self):
         """The analysis jobs' caches (UniCAM explainers, reference sets); call only from a job."""
         if self._worker_caches is None:
-            from .analysis import WorkerCaches
+            from kdx_gui.state.analysis import WorkerCaches
 
             self._worker_caches = WorkerCaches()
         return self._worker_caches
@@ -53,7 +53,7 @@ class AnalysisScheduler(QObject):
     def _settings_changed(self, names: list) -> None:
         if ANALYSIS_SETTINGS.intersection(names):
             if {"method", "target_rule", "class_index"}.intersection(names):
-                self.session.predictions = {}
+                self.session.clear_predictions()
             self._schedule(comparison=True, predictions=True)
 
     def _schedule(self, comparison: bool, predictions: bool) -> None:
@@ -86,24 +86,24 @@ class AnalysisScheduler(QObject):
         references = [(other, session.label_of(other)) for other in session.images if other.id != item.id]
 
         def work(progress):
-            from . import analysis
+            from kdx_gui.state import analysis
 
             return analysis.compare_image(models, item, label, settings, engine, references, self.worker_caches(),
                                           progress)
 
-        session.analysing = True
+        session.set_analysing(True)
         self.jobs.submit(f"analysing {item.name}", work, key="comparison", on_success=self._comparison_done,
                          on_failure=self._analysis_ended, on_cancel=self._analysis_ended)
 
     def _comparison_done(self, comparison) -> None:
-        self.session.analysing = False
+        self.session.set_analysing(False)
         current = self.session.current_image
         if current is not None and comparison.image_id == current.id:
             self.session.set_comparison(comparison)
             self.comparisonReady.emit()
 
     def _analysis_ended(self, *_args) -> None:
-        self.session.analysing = False
+        self.session.set_analysing(False)
 
     def _submit_predictions(self) -> None:
         session = self.session
@@ -121,7 +121,7 @@ class AnalysisScheduler(QObject):
                       settings.class_index)
 
         def work(progress):
-            from . import analysis
+            from kdx_gui.state import analysis
 
             return analysis.predict_gallery(models, items, labels, settings, progress)
 

@@ -24,9 +24,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .jobs import JobRunner
-from .session import ROLE_COLOURS, ROLE_TITLES, LoadedModel, Session
-from .settings import AppSettings
+from kdx_gui.state.jobs import JobRunner
+from kdx_gui.state.session import ROLE_COLOURS, ROLE_TITLES, LoadedModel, Session
+from kdx_gui.state.settings import AppSettings
+from kdx_gui.widgets.drag_drop import local_files
 
 MODEL_FILTER = "Models (*.pt *.pth *.pth.tar *.ckpt *.ts *.pt2 *.safetensors *.onnx *.bin);;All files (*)"
 FIELDS = ("file", "format", "architecture", "classes", "input", "parameters")
@@ -53,21 +54,6 @@ def ask_to_trust(parent: QWidget, role_title: str, message: str) -> bool:
         QMessageBox.StandardButton.No,
     )
     return answer == QMessageBox.StandardButton.Yes
-
-
-def local_files(event) -> list[str]:
-    mime = event.mimeData()
-    if not mime.hasUrls():
-        return []
-    return [url.toLocalFile() for url in mime.urls() if url.isLocalFile() and url.toLocalFile()]
-
-
-def accept_file_drag(event) -> None:
-    """Accept a drag that carries local files; ignore anything else."""
-    if local_files(event):
-        event.acceptProposedAction()
-    else:
-        event.ignore()
 
 
 class ModelSlot(QFrame):
@@ -147,7 +133,7 @@ class ModelSlot(QFrame):
         self.set_status(f"loading {Path(path).name}…")
 
         def work(progress):
-            from . import analysis
+            from kdx_gui.state import analysis
             from kdx_engine.models import UntrustedPickleError
 
             try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, QTimer
 
-from .jobs import JobRunner
-from .session import Session
+from kdx_gui.state.jobs import JobRunner
+from kdx_gui.state.session import Session
 
 
 class AttentionReader(QObject):
@@ -31,7 +31,7 @@ class AttentionReader(QObject):
         sources, engine = self.session.attention_sources(), self.session.engine
 
         def work(progress):
-            from . import analysis
+            from kdx_gui.state import analysis
 
             return analysis.read_attention(sources, engine, progress)
 

@@ -1,11 +1,12 @@
-"""A work-around for PySide6 6.12 on Python 3.11: it returns ``None``, ``True`` and ``False`` without
-taking a new reference.
+"""A work-around for PySide6 6.12 on Python 3.11, applied on Python < 3.12 only: PySide6 returns
+``None``, ``True`` and ``False`` without taking a new reference.
 
-On Python ≥ 3.12 these three objects are immortal and a missing reference costs nothing; on 3.11
-every ``label.setText(...)``, ``timer.start()`` or ``signal.emit(...)`` takes one reference away, and
-after a few thousand calls Python aborts with "none_dealloc: deallocating None" (or ``bool_dealloc``).
+Python 3.12 made these three objects immortal (PEP 683), so a missing reference costs nothing there
+and ``apply()`` does nothing: this module exists for 3.11 and goes when 3.11 does. On 3.11 every
+``label.setText(...)``, ``timer.start()`` or ``signal.emit(...)`` takes one reference away, and after
+a few thousand calls Python aborts with "none_dealloc: deallocating None" (or ``bool_dealloc``).
 Where the loss is detected, the three objects get a reserve of 2⁴⁰ references, which makes them as
-good as immortal, as they are on 3.12. A PySide6 or Python without the bug is left untouched.
+good as immortal, as they are on 3.12. A PySide6 without the bug is left untouched.
 """
 from __future__ import annotations
 

@@ -18,11 +18,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .jobs import JobRunner
-from .plots import Heatmap, IntervalPlot
-from .session import ROLE_COLOURS, ROLE_LETTERS, ROLE_TITLES, Session
-from .settings import AppSettings
-from .tables import CopyableTable
+from kdx_gui.state.jobs import JobRunner
+from kdx_gui.state.session import ROLE_COLOURS, ROLE_LETTERS, ROLE_TITLES, Session
+from kdx_gui.state.settings import AppSettings
+from kdx_gui.widgets.plots import Heatmap, IntervalPlot
+from kdx_gui.widgets.layout import headers_over_views
+from kdx_gui.widgets.tables import CopyableTable
 
 PAIR_COLOURS = {("teacher", "student"): "#6a1b9a", ("student", "base"): "#ef6c00", ("teacher", "base"): "#00838f"}
 
@@ -32,14 +33,13 @@ def pair_name(a: str, b: str) -> str:
 
 
 class DatasetMetricsRunner(QWidget):
-    """Folder, Run: submits the dataset-metrics job and stores its result in the session."""
+    """Folder, Run: shows and sets ``session.dataset_folder``, submits the dataset-metrics job and stores
+    its result in the session."""
 
     def __init__(self, session: Session, jobs: JobRunner, settings: AppSettings, parent: QWidget | None = None):
         super().__init__(parent)
         self.session, self.jobs, self.settings = session, jobs, settings
-        self.folder: str | None = None
-        self.folder_label = QLabel("no dataset folder")
-        self.folder_label.setToolTip("A folder laid out as class_name/image.ext")
+        self.folder_label = QLabel()
         self.choose_button = QPushButton("Dataset folder…")
         self.choose_button.clicked.connect(self.choose_folder)
         self.run_button = QPushButton("Run")
@@ -58,7 +58,8 @@ class DatasetMetricsRunner(QWidget):
         session.engineReady.connect(self.refresh)
         session.modelChanged.connect(self.refresh)
         session.datasetMetricsChanged.connect(self.refresh)
-        self.refresh()
+        session.datasetFolderChanged.connect(self._folder_changed)
+        self._folder_changed()
 
     def _run_clicked(self) -> None:
         self.run()
@@ -68,10 +69,10 @@ class DatasetMetricsRunner(QWidget):
                                                   self.settings.last_folder("datasets"))
         if folder:
             self.settings.remember_folder("datasets", folder)
-            self.set_folder(folder)
+            self.session.set_dataset_folder(folder)
 
-    def set_folder(self, folder: str | None) -> None:
-        self.folder = folder
+    def _folder_changed(self) -> None:
+        folder = self.session.dataset_folder
         self.folder_label.setText(Path(folder).name if folder else "no dataset folder")
         self.folder_label.setToolTip(folder or "A folder laid out as class_name/image.ext")
         self.refresh()
@@ -85,7 +86,7 @@ class DatasetMetricsRunner(QWidget):
         missing = [ROLE_TITLES[r] for r in ("teacher", "student") if self.session.models[r] is None]
         if missing:
             return f"needs a {' and a '.join(missing)} model"
-        if not self.folder:
+        if not self.session.dataset_folder:
             return "choose a dataset folder (class_name/image, n ≥ 32 images)"
         return None
 
@@ -99,7 +100,7 @@ class DatasetMetricsRunner(QWidget):
         if metrics is not None:
             notes = list(metrics.notes) + ([f"{len(metrics.skipped)} unreadable file(s) skipped"] if metrics.skipped else [])
             self.status.setText(f"n = {metrics.n} images ({metrics.n_labelled} labelled) from "
-                                f"{Path(self.session.dataset_folder or '').name}, 95% intervals: "
+                                f"{Path(self.session.dataset_metrics_folder or '').name}, 95% intervals: "
                                 f"{metrics.interval['method']}" + ("; " + "; ".join(notes) if notes else ""))
             self.status.setStyleSheet("")
         else:
@@ -109,24 +110,24 @@ class DatasetMetricsRunner(QWidget):
     def run(self, folder: str | None = None):
         """Submit the job (``folder`` overrides the chosen one); returns the Job."""
         if folder is not None:
-            self.set_folder(folder)
+            self.session.set_dataset_folder(folder)
         models = self.session.loaded_models()
-        folder = self.folder
+        folder = self.session.dataset_folder
 
         def work(progress):
-            from . import analysis
+            from kdx_gui.state import analysis
 
             return analysis.run_dataset_metrics(models, folder, progress)
 
         self.status.setText("computing…")
         self.job = self.jobs.submit(f"dataset metrics on {Path(folder).name}", work, key="dataset-metrics",
-                                    on_success=self._done, on_failure=self._failed, on_cancel=self._cancelled)
-        self.job_folder = folder
+                                    on_success=lambda metrics: self._done(metrics, folder), on_failure=self._failed,
+                                    on_cancel=self._cancelled)
         return self.job
 
-    def _done(self, metrics) -> None:
+    def _done(self, metrics, folder: str) -> None:
         self.job = None
-        self.session.set_dataset_metrics(metrics, self.job_folder)
+        self.session.set_dataset_metrics(metrics, folder)
 
     def _cancelled(self) -> None:
         self._failed("cancelled")
@@ -164,13 +165,7 @@ class LayerMetricsView(QWidget):
         lower_layout.setContentsMargins(0, 0, 0, 0)
         lower_layout.addLayout(pair_row)
         lower_layout.addWidget(heatmaps, 1)
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        for widget in (self.fss_plot, lower, self.table):
-            splitter.addWidget(widget)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(2, 2, 2, 2)
-        layout.addWidget(runner)
-        layout.addWidget(splitter, 1)
+        headers_over_views(self, [runner], [self.fss_plot, lower, self.table])
         session.datasetMetricsChanged.connect(self.refresh)
         self.refresh()
 
@@ -234,13 +229,7 @@ class RelevanceView(QWidget):
         self.rs_table = CopyableTable(["model", "stage", "RS", "low", "high", "note"])
         self.partial_table = CopyableTable(["model", "stage", "removed", "removed stage", "form", "value", "low",
                                             "high"])
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        for widget in (self.rs_plot, self.partial_plot, self.rs_table, self.partial_table):
-            splitter.addWidget(widget)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(2, 2, 2, 2)
-        layout.addWidget(self.notes)
-        layout.addWidget(splitter, 1)
+        headers_over_views(self, [self.notes], [self.rs_plot, self.partial_plot, self.rs_table, self.partial_table])
         session.datasetMetricsChanged.connect(self.refresh)
         self.refresh()
 

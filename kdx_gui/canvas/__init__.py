@@ -1,0 +1,1 @@
+"""The comparison canvas (one panel per map, linked zoom, crosshair) and the controls above it."""

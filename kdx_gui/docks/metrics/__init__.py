@@ -1,0 +1,1 @@
+"""The Metrics dock: predictions, dataset metrics (Layers, Relevance), VAM and KDExplainer tabs."""

@@ -1,0 +1,1 @@
+"""The Models dock: one slot per role (Teacher, Student, Base)."""

@@ -1,0 +1,1 @@
+"""The gallery of images under the canvas: thumbnails, badges, filters and sorting."""
