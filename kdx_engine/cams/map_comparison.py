@@ -1,9 +1,10 @@
 """Per-image comparison of two saliency maps, and of a map with an object mask (METHODS §5).
 
-Every metric returns a :class:`MetricValue`: a float, or NaN together with the reason it is
-undefined for these maps (a constant map, an empty mask, non-finite values). Maps whose shapes do
-not fit are a caller error and raise ``ValueError``. Maps and masks may be numpy arrays or torch
-tensors; they are converted once, to float64 numpy, on entry.
+Every metric returns a :class:`kdx_engine.values.Value` (also named ``MetricValue`` here): a float,
+without an interval, or NaN together with the reason it is undefined for these maps (a constant
+map, an empty mask, non-finite values). Maps whose shapes do not fit are a caller error and raise
+``ValueError``. Maps and masks may be numpy arrays or torch tensors; they are converted once, to
+float64 numpy, on entry.
 """
 from __future__ import annotations
 
@@ -12,24 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..values import Value
 
-@dataclass(frozen=True)
-class MetricValue:
-    """A metric's value; NaN exactly when ``reason`` says why it is undefined for these maps."""
 
-    value: float
-    reason: str | None = None
-
-    @classmethod
-    def undefined(cls, reason: str) -> "MetricValue":
-        return cls(math.nan, reason)
-
-    @property
-    def is_defined(self) -> bool:
-        return self.reason is None
-
-    def __float__(self) -> float:
-        return self.value
+# The engine's one value type; ``MetricValue`` stays as its name here for ``kdx_engine.cams``.
+MetricValue = Value
 
 
 @dataclass(frozen=True)
@@ -39,14 +27,14 @@ class MapComparison:
     ``energy_*`` and ``pointing_*`` are ``None`` when no object mask was given.
     """
 
-    pearson: MetricValue
-    spearman: MetricValue
-    top_iou: MetricValue
+    pearson: Value
+    spearman: Value
+    top_iou: Value
     fraction: float
-    energy_a: MetricValue | None = None
-    energy_b: MetricValue | None = None
-    pointing_a: MetricValue | None = None
-    pointing_b: MetricValue | None = None
+    energy_a: Value | None = None
+    energy_b: Value | None = None
+    pointing_a: Value | None = None
+    pointing_b: Value | None = None
     tolerance: int = 0
 
     def to_dict(self) -> dict[str, float | str | None]:
@@ -109,22 +97,22 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
     return (last_rank - (counts - 1) / 2.0)[inverse]
 
 
-def pearson(a, b) -> MetricValue:
+def pearson(a, b) -> Value:
     """Pearson correlation of two maps over their pixels; NaN when either map is constant."""
     a, b = _as_pair(a, b)
     reason = _degenerate(a, "map a") or _degenerate(b, "map b")
     if reason:
-        return MetricValue.undefined(reason)
-    return MetricValue(_correlation(a.ravel(), b.ravel()))
+        return Value.undefined(reason)
+    return Value(_correlation(a.ravel(), b.ravel()))
 
 
-def spearman(a, b) -> MetricValue:
+def spearman(a, b) -> Value:
     """Spearman rank correlation (average ranks for ties); NaN when either map is constant."""
     a, b = _as_pair(a, b)
     reason = _degenerate(a, "map a") or _degenerate(b, "map b")
     if reason:
-        return MetricValue.undefined(reason)
-    return MetricValue(_correlation(average_ranks(a), average_ranks(b)))
+        return Value.undefined(reason)
+    return Value(_correlation(average_ranks(a), average_ranks(b)))
 
 
 def top_pixels(x: np.ndarray, k: int) -> np.ndarray:
@@ -132,7 +120,7 @@ def top_pixels(x: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-np.ravel(x), kind="stable")[:k]
 
 
-def top_fraction_iou(a, b, fraction: float = 0.2) -> MetricValue:
+def top_fraction_iou(a, b, fraction: float = 0.2) -> Value:
     """IoU of the regions holding each map's top ``fraction`` of pixels.
 
     Both regions have k = round(fraction·H·W) pixels (halves round up, k ≥ 1), taken by a stable
@@ -144,13 +132,13 @@ def top_fraction_iou(a, b, fraction: float = 0.2) -> MetricValue:
     a, b = _as_pair(a, b)
     reason = _degenerate(a, "map a") or _degenerate(b, "map b")
     if reason:
-        return MetricValue.undefined(reason)
+        return Value.undefined(reason)
     k = min(a.size, max(1, math.floor(fraction * a.size + 0.5)))
     inter = np.intersect1d(top_pixels(a, k), top_pixels(b, k), assume_unique=True).size
-    return MetricValue(inter / (2 * k - inter))
+    return Value(inter / (2 * k - inter))
 
 
-def energy_in_mask(saliency, mask) -> MetricValue:
+def energy_in_mask(saliency, mask) -> Value:
     """Share of the map's energy Σ map inside the mask.
 
     Negative values carry no energy and count as zero (CAMs are non-negative after their ReLU).
@@ -159,17 +147,17 @@ def energy_in_mask(saliency, mask) -> MetricValue:
     saliency = _as_map(saliency, "map")
     inside = _as_mask(mask, saliency.shape)
     if not np.isfinite(saliency).all():
-        return MetricValue.undefined("map has non-finite values")
+        return Value.undefined("map has non-finite values")
     if not inside.any():
-        return MetricValue.undefined("mask is empty")
+        return Value.undefined("mask is empty")
     energy = np.clip(saliency, 0.0, None)
     total = float(energy.sum())
     if total == 0.0:
-        return MetricValue.undefined("map has no positive energy")
-    return MetricValue(float(energy[inside].sum()) / total)
+        return Value.undefined("map has no positive energy")
+    return Value(float(energy[inside].sum()) / total)
 
 
-def pointing_game(saliency, mask, tolerance: int = 0) -> MetricValue:
+def pointing_game(saliency, mask, tolerance: int = 0) -> Value:
     """1.0 when the map's maximum falls in the mask, or within ``tolerance`` pixels of it, else 0.0.
 
     The maximum is the first argmax in row-major order (as ``argmax`` on the flattened map), so a
@@ -182,13 +170,13 @@ def pointing_game(saliency, mask, tolerance: int = 0) -> MetricValue:
     inside = _as_mask(mask, saliency.shape)
     reason = _degenerate(saliency, "map")
     if reason:
-        return MetricValue.undefined(f"{reason}: it has no maximum to point with")
+        return Value.undefined(f"{reason}: it has no maximum to point with")
     if not inside.any():
-        return MetricValue.undefined("mask is empty")
+        return Value.undefined("mask is empty")
     y, x = np.unravel_index(int(np.argmax(saliency)), saliency.shape)
     ys, xs = np.nonzero(inside)
     nearest_sq = int(((ys - y) ** 2 + (xs - x) ** 2).min())
-    return MetricValue(1.0 if nearest_sq <= tolerance * tolerance else 0.0)
+    return Value(1.0 if nearest_sq <= tolerance * tolerance else 0.0)
 
 
 def compare_maps(a, b, mask=None, fraction: float = 0.2, tolerance: int = 0) -> MapComparison:

@@ -1,6 +1,12 @@
 """Statistics core: distance correlation and its partial forms, linear CKA, delete-one jackknife
-intervals, and streamed Gram matrices (METHODS §1)."""
-from kdx_engine.stats.cka import linear_cka, linear_cka_from_gram
+intervals, and streamed Gram matrices (METHODS §1). Values are :class:`kdx_engine.values.Value`."""
+from kdx_engine.stats.cka import (
+    debiased_linear_cka,
+    debiased_linear_cka_from_gram,
+    linear_cka,
+    linear_cka_from_gram,
+    u_centred_gram,
+)
 from kdx_engine.stats.distance_correlation import (
     distance_matrix,
     distance_matrix_from_gram,
@@ -16,17 +22,11 @@ from kdx_engine.stats.distance_correlation import (
     u_inner,
     v_dcor2,
 )
-from kdx_engine.stats.estimates import (
-    Estimate,
-    partial_r2_estimate,
-    r2_star_estimate,
-    relevance_estimate,
-    semi_partial_r2_estimate,
-)
 from kdx_engine.stats.gram import GramAccumulator, feature_rows, gram_matrix
 from kdx_engine.stats.jackknife import (
     Interval,
     interval_from_replicates,
+    jackknife_debiased_linear_cka,
     jackknife_interval,
     jackknife_linear_cka,
     jackknife_partial_r2,
@@ -34,15 +34,20 @@ from kdx_engine.stats.jackknife import (
     jackknife_semi_partial_r2,
 )
 
+from kdx_engine.values import Value
+
 __all__ = [
-    "Estimate",
     "GramAccumulator",
     "Interval",
+    "Value",
+    "debiased_linear_cka",
+    "debiased_linear_cka_from_gram",
     "distance_matrix",
     "distance_matrix_from_gram",
     "feature_rows",
     "gram_matrix",
     "interval_from_replicates",
+    "jackknife_debiased_linear_cka",
     "jackknife_interval",
     "jackknife_linear_cka",
     "jackknife_partial_r2",
@@ -53,16 +58,13 @@ __all__ = [
     "linear_cka_from_gram",
     "partial_r2",
     "partial_r2_centred",
-    "partial_r2_estimate",
     "projection",
     "r2_star",
     "r2_star_centred",
-    "r2_star_estimate",
-    "relevance_estimate",
     "semi_partial_r2",
     "semi_partial_r2_centred",
-    "semi_partial_r2_estimate",
     "u_centre",
+    "u_centred_gram",
     "u_inner",
     "v_dcor2",
 ]

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from kdx_engine.values import Value
+
 from kdx_engine.cams.map_comparison import (
-    MetricValue,
     average_ranks,
     compare_maps,
     energy_in_mask,
@@ -22,7 +23,7 @@ def smooth_map():
     return rng.random((7, 9))
 
 
-def _assert_undefined(metric: MetricValue, words: str):
+def _assert_undefined(metric: Value, words: str):
     assert math.isnan(metric.value) and not metric.is_defined
     assert words in metric.reason
 

@@ -14,7 +14,7 @@ from kdx_engine.data import ImageFolderDataset, to_batch
 from kdx_engine.jobs import Cancelled, Progress
 from kdx_engine.metrics import dataset_metrics, matched_stages
 from kdx_engine.models.registry import get_architecture
-from kdx_engine.stats import linear_cka, partial_r2, r2_star, semi_partial_r2
+from kdx_engine.stats import debiased_linear_cka, linear_cka, partial_r2, r2_star, semi_partial_r2
 
 
 def _model(name, seed):
@@ -55,7 +55,8 @@ def test_values_equal_direct_statistics(dataset_root, trio):
     ts_matrix = result.fss_matrix[0]
     assert ts_matrix.values[2][0].value == pytest.approx(float(r2_star(t3, s1)), abs=1e-9)
     cka = result.cka_matrix[0].values[2][2]
-    assert cka.value == pytest.approx(float(linear_cka(t3, s3)), abs=1e-9)
+    assert cka.value == pytest.approx(float(debiased_linear_cka(t3, s3)), abs=1e-9)
+    assert cka.low <= cka.value <= cka.high and result.cka_estimator.startswith("debiased linear CKA")
     labels = torch.tensor([c for c in range(3) for _ in range(12)])
     onehot = torch.nn.functional.one_hot(labels).double()
     rs = {(r.model, r.layer): r.result for r in result.rs}
@@ -127,7 +128,19 @@ def test_saved_json_is_strict_with_null_and_a_reason_for_undefined_values(datase
     assert data["rs"][1]["result"]["value"] == 0.5 and data["rs"][1]["result"]["low"] is None
     assert data["rs"][1]["result"]["reason"].startswith("interval undefined")
     assert data["interval"]["method"] == "delete-one jackknife, normal" and data["interval"]["level"] == 0.95
-    assert "bias-corrected" in data["interval"]["cka_method"]
+    assert data["interval"]["cka_method"] == "delete-one jackknife, normal"
+    assert data["cka_estimator"].startswith("debiased linear CKA (U-centred HSIC")
+
+
+def test_the_plain_linear_cka_stays_available_by_name(dataset_root, trio):
+    dataset = ImageFolderDataset(dataset_root)
+    result = dataset_metrics(*trio[:2], dataset, cka="biased")
+    t3, s3 = (_features(m, dataset, "layer3") for m in trio[:2])
+    assert result.cka_matrix[0].values[2][2].value == pytest.approx(float(linear_cka(t3, s3)), abs=1e-9)
+    assert result.cka_estimator.startswith("linear CKA (plug-in")
+    assert "bias-corrected" in result.interval["cka_method"] and "[0, 1] for CKA" in result.interval["range"]
+    with pytest.raises(ValueError, match="unknown CKA estimator 'kernel'"):
+        dataset_metrics(*trio[:2], dataset, cka="kernel")
 
 
 def test_intervals_are_the_jackknife_and_hold_the_fss_and_rs_estimates(dataset_root, trio):
