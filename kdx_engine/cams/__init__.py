@@ -27,10 +27,13 @@ __all__ = [
 from .base import BaseCAM, WeightedCAM
 from .explanation import Explanation
 from .registry import CAM_METHODS, cam_method
-from .targets import TARGET_RULES, ClassTarget, TargetRule, resolve_targets, target_cotangent
+from .reshape import ReshapeTransform, SpatialLayer, TokensAsImage
+from .targets import (TARGET_RULES, CamTarget, ClassTarget, ClassTargets, GradientSeed, TargetRule, as_target,
+                      resolve_targets, target_cotangent)
 
 __all__ += [
     "BaseCAM", "WeightedCAM", "Explanation", "CAM_METHODS", "cam_method",
-    "TARGET_RULES", "ClassTarget", "TargetRule", "resolve_targets",
-    "target_cotangent",
+    "ReshapeTransform", "SpatialLayer", "TokensAsImage",
+    "TARGET_RULES", "CamTarget", "ClassTarget", "ClassTargets", "GradientSeed", "TargetRule", "as_target",
+    "resolve_targets", "target_cotangent",
 ]

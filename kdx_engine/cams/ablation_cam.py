@@ -4,6 +4,7 @@ in one call."""
 import torch
 
 from .base import WeightedCAM
+from .reshape import SpatialLayer
 
 
 class AblationCAM(WeightedCAM):
@@ -12,6 +13,9 @@ class AblationCAM(WeightedCAM):
 
     @torch.no_grad()
     def channel_weights(self, x, activations, grads, targets):
+        if not isinstance(self.reshape_transform, SpatialLayer):
+            raise ValueError("ablationcam writes ablated channels back into the layer's own output; it needs a "
+                             "C×H×W layer, not a reshape_transform")
         original = self.backend.logits(x)
         weights = []
         channels = activations.shape[1]

@@ -1,7 +1,9 @@
 """The CAM pipeline (METHODS.md §5): one base class; each method overrides the step it changes.
 
-capture the layer's activations A → take gradients of the targets from that layer onwards only →
-combine A (and gradients) into a low-resolution map → ReLU → bilinear resize to the input.
+capture the layer's activations A → see them as an image (``reshape_transform``) → seed the backward
+pass with the target's cotangents (``CamTarget.seed``: a class logit, or UniCAM's score at its feature
+layer) and take gradients from the layer onwards only → combine A (and gradients) into a
+low-resolution map → ReLU → bilinear resize to the input → say why a map is blank.
 """
 from __future__ import annotations
 
@@ -11,28 +13,32 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..models.backend import LOGITS, ModelBackend
 from ..models.layers import default_target_layer, probe_layers
 from ..models.loading import check_finite_logits
+from ..models.backend import ModelBackend
 from .explanation import Explanation
-from .targets import ClassTarget, TargetRule, target_cotangent
+from .reshape import ReshapeTransform, SpatialLayer
+from .targets import CamTarget, ClassTarget, TargetRule, as_target
 
 
 class BaseCAM(ABC):
-    """Run a CAM method of ``backend`` at ``layer`` (default: the automatic target layer)."""
+    """Run a CAM method of ``backend`` at ``layer`` (default: the automatic target layer), seeing the
+    layer's output as an image through ``reshape_transform`` (default: N×C×H×W as it is)."""
 
     name = "base"
     uses_gradients = True
 
-    def __init__(self, backend: ModelBackend, layer: str | None = None, batch_size: int = 32):
+    def __init__(self, backend: ModelBackend, layer: str | None = None, batch_size: int = 32,
+                 reshape_transform: ReshapeTransform | None = None):
         self.backend = backend
         self.layer = layer or default_target_layer(probe_layers(backend))
         self.batch_size = batch_size
+        self.reshape_transform = reshape_transform or SpatialLayer()
 
-    def __call__(self, x: torch.Tensor, targets: Sequence[ClassTarget] | TargetRule,
+    def __call__(self, x: torch.Tensor, targets: Sequence[ClassTarget] | CamTarget,
                  target_rule: str | None = None) -> Explanation:
-        """Maps of ``x`` for ``targets``: one target per image, or a rule resolved from the logits of the
-        same forward pass that computes the map."""
+        """Maps of ``x`` for ``targets``: one class target per image, a rule resolved from the logits of
+        the same forward pass that computes the map, or another target object."""
         return self.from_forward(x, self.run_forward(x), targets, target_rule)
 
     def run_forward(self, x: torch.Tensor, layers: Sequence[str] = ()):
@@ -42,23 +48,30 @@ class BaseCAM(ABC):
             return self.backend.forward(x, layers, grad_layer=self.layer)
         return self.backend.forward(x, [self.layer, *layers])
 
-    def from_forward(self, x: torch.Tensor, forward, targets: Sequence[ClassTarget] | TargetRule,
+    def from_forward(self, x: torch.Tensor, forward, targets: Sequence[ClassTarget] | CamTarget,
                      target_rule: str | None = None) -> Explanation:
-        """The maps from a forward pass made by ``run_forward``."""
-        check_finite_logits(forward.logits, self.backend)
-        if isinstance(targets, TargetRule):
-            target_rule = target_rule or targets.rule
-            targets = targets.resolve(forward.logits)
-        activations = forward.activations[self.layer]
-        _check_spatial(activations, self.layer)
-        grads = forward.vjp({LOGITS: target_cotangent(forward.logits, targets)}) if self.uses_gradients else None
-        raw = self.cam_image(x, activations, grads, targets)
+        """The maps from a forward pass made by ``run_forward``, at ``x``'s size."""
+        return self.explain_forward(forward, as_target(targets, target_rule), tuple(x.shape[-2:]), x)
+
+    def explain_forward(self, forward, target: CamTarget, size: tuple[int, int],
+                        x: torch.Tensor | None = None) -> Explanation:
+        """The whole pipeline on one forward pass: maps of ``target`` resized to ``size``. ``x`` (the
+        inputs) is needed by the gradient-free methods only, which score class targets themselves."""
+        if target.reads_logits:
+            check_finite_logits(forward.logits, self.backend)
+        seed = target.seed(forward)
+        activations = self.reshape_transform(forward.activations[self.layer], self.layer)
+        if not self.uses_gradients and (x is None or not seed.class_targets):
+            raise ValueError(f"{self.name} scores class targets on the inputs; it cannot explain this target")
+        grads = self.reshape_transform(forward.vjp(seed.cotangents), self.layer) if self.uses_gradients else None
+        raw = self.cam_image(x, activations, grads, seed.class_targets)
         low_res = torch.relu(raw)
-        maps = F.interpolate(low_res[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-        notes = tuple(_map_note(r, g) for r, g in zip(raw, grads if grads is not None else [None] * len(raw)))
+        maps = F.interpolate(low_res[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+        note = seed.blank_note or _map_note
+        notes = tuple(note(r, g) for r, g in zip(raw, grads if grads is not None else [None] * len(raw)))
         return Explanation(
-            method=self.name, layer=self.layer, targets=tuple(t.index for t in targets),
-            target_rule=target_rule or "given", low_res=low_res, maps=maps, logits=forward.logits, notes=notes,
+            method=self.name, layer=self.layer, targets=seed.indices, target_rule=seed.rule,
+            low_res=low_res, maps=maps, logits=forward.logits, notes=notes, details=dict(seed.details),
         )
 
     @abstractmethod
@@ -76,11 +89,6 @@ class WeightedCAM(BaseCAM):
     @abstractmethod
     def channel_weights(self, x, activations, grads, targets) -> torch.Tensor:
         """N×C channel weights."""
-
-
-def _check_spatial(activations: torch.Tensor, layer: str) -> None:
-    if activations.dim() != 4:
-        raise ValueError(f"layer {layer!r} has output shape {tuple(activations.shape[1:])}; a CAM needs C×H×W")
 
 
 def _map_note(raw: torch.Tensor, grads: torch.Tensor | None) -> str | None:

@@ -1,10 +1,20 @@
-"""What to explain: a class target per image, chosen by a rule (METHODS.md §5)."""
+"""What to explain (METHODS.md §5): a target object that says where the backward pass starts.
+
+A target's ``seed(forward)`` returns the cotangents at outputs downstream of the gradient layer: a class
+target (``ClassTargets``, or a ``TargetRule`` resolved from the same pass's logits) seeds the logits
+with ∂(Σ_i logit_i[k_i])/∂logits; UniCAM's score target (``kdx_engine.unicam.UniCamTarget``) seeds its
+feature layer with ∂L/∂features. The CAM pipeline (``cams/base.py``) takes it from there.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
 
 import torch
+
+from ..models.backend import LOGITS
 
 TARGET_RULES = ("predicted", "true", "class")
 
@@ -38,8 +48,47 @@ def resolve_targets(
     raise ValueError(f"unknown target rule {rule!r}; use one of {', '.join(TARGET_RULES)}")
 
 
+@dataclass(frozen=True, eq=False)
+class GradientSeed:
+    """Where one backward pass starts, for a batch: ``cotangents`` (output name → tensor shaped like that
+    output; ``LOGITS`` or a layer the forward kept), the target recorded per image and the rule that
+    chose it, the class targets that gradient-free methods score themselves (empty for other targets),
+    the target's own reading of a blank map (``blank_note(raw, grads)`` per image; None: the CAM's) and
+    what the explanation's ``details`` should record."""
+
+    cotangents: Mapping[str, torch.Tensor]
+    indices: tuple[int, ...]
+    rule: str
+    class_targets: tuple[ClassTarget, ...] = ()
+    blank_note: Callable[[torch.Tensor, torch.Tensor | None], str | None] | None = None
+    details: Mapping = field(default_factory=dict)
+
+
+class CamTarget(ABC):
+    """What to explain for a batch: a score of outputs downstream of the gradient layer."""
+
+    reads_logits = True  # the logits choose or make the score (they are checked to be finite first)
+
+    @abstractmethod
+    def seed(self, forward) -> GradientSeed:
+        """The cotangents that start the backward pass of ``forward`` (one pass, no state kept)."""
+
+
 @dataclass(frozen=True)
-class TargetRule:
+class ClassTargets(CamTarget):
+    """One class target per image (pytorch-grad-cam's list of ``ClassifierOutputTarget``)."""
+
+    targets: tuple[ClassTarget, ...]
+    rule: str = "given"
+
+    def seed(self, forward) -> GradientSeed:
+        targets = tuple(self.targets)
+        return GradientSeed({LOGITS: target_cotangent(forward.logits, targets)}, tuple(t.index for t in targets),
+                            self.rule, class_targets=targets)
+
+
+@dataclass(frozen=True)
+class TargetRule(CamTarget):
     """A rule for choosing targets, resolved from the logits of the pass that computes the maps (so
     choosing a target costs no forward of its own)."""
 
@@ -52,6 +101,32 @@ class TargetRule:
         if self.rule == "class" and class_index is not None and class_index >= logits.shape[1]:
             raise ValueError(f"target class {class_index} is not in 0..{logits.shape[1] - 1}")
         return resolve_targets(self.rule, logits, labels=self.labels, class_index=class_index)
+
+    def seed(self, forward) -> GradientSeed:
+        return ClassTargets(tuple(self.resolve(forward.logits)), self.rule).seed(forward)
+
+
+def as_target(targets: CamTarget | Sequence[ClassTarget], rule: str | None = None) -> CamTarget:
+    """A target object for ``targets``: a list of class targets (recorded as ``rule``, default "given"),
+    or a ``TargetRule`` or other ``CamTarget`` (recorded as ``rule`` where one is given)."""
+    if not isinstance(targets, CamTarget):
+        return ClassTargets(tuple(targets), rule or "given")
+    return _RecordedAs(targets, rule) if rule else targets
+
+
+@dataclass(frozen=True)
+class _RecordedAs(CamTarget):
+    """A target whose rule is recorded under another name."""
+
+    target: CamTarget
+    rule: str
+
+    @property
+    def reads_logits(self) -> bool:
+        return self.target.reads_logits
+
+    def seed(self, forward) -> GradientSeed:
+        return dataclasses.replace(self.target.seed(forward), rule=self.rule)
 
 
 def target_cotangent(logits: torch.Tensor, targets: Sequence[ClassTarget]) -> torch.Tensor:

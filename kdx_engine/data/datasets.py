@@ -86,32 +86,9 @@ class ImageFolderDataset:
             yield self._batch(taken, errors, preprocessing)
 
     def balanced_sample(self, n: int, seed: int = 0) -> list[int]:
-        """Indices of ``n`` images spread as evenly as possible over the classes, reproducible by seed.
-
-        Classes take turns (in a seeded order) giving one random image each until ``n`` are chosen or
-        all are used; unlabelled images are sampled only when no image has a label. Sorted.
-        """
-        if n < 0:
-            raise ValueError(f"sample size must not be negative, got {n}")
-        rng = np.random.default_rng(seed)
-        groups = self._indices_by_label()
-        pools = [list(rng.permutation(groups[label])) for label in sorted(groups)]
-        pools = [pools[i] for i in rng.permutation(len(pools))]
-        chosen: list[int] = []
-        while len(chosen) < n and any(pools):
-            for pool in pools:
-                if pool and len(chosen) < n:
-                    chosen.append(int(pool.pop()))
-        return sorted(chosen)
-
-    def _indices_by_label(self) -> dict[int, list[int]]:
-        groups: dict[int, list[int]] = {}
-        for index, label in enumerate(self.labels):
-            if label is not None:
-                groups.setdefault(label, []).append(index)
-        if not groups and self.labels:
-            groups[-1] = list(range(len(self.labels)))
-        return groups
+        """Indices of ``n`` images spread as evenly as possible over the classes, reproducible by seed:
+        ``balanced_indices(self.labels, n, seed)``."""
+        return balanced_indices(self.labels, n, seed)
 
     def _batch(self, taken: list[tuple[int, LoadedImage]], errors: list[ImageError],
                preprocessing: Preprocessing) -> DatasetBatch:
@@ -123,6 +100,42 @@ class ImageFolderDataset:
             images=images,
             errors=tuple(errors),
         )
+
+
+def balanced_order(labels: Sequence[int | None], seed: int) -> list[int]:
+    """Every index of ``labels`` in a seeded, class-balanced draw order: classes take turns (in a seeded
+    order) giving one random image each until all are drawn; unlabelled images follow at the end, in
+    their own order (they take part in the draw only when no image has a label). The first k, sorted,
+    are ``balanced_indices(labels, k, seed)``; the one sampler of folders, galleries and reference sets."""
+    drawn, unlabelled = _balanced_draw(labels, seed)
+    return drawn + unlabelled
+
+
+def balanced_indices(labels: Sequence[int | None], k: int, seed: int = 0) -> list[int]:
+    """``k`` indices spread as evenly as possible over the classes, reproducible by seed, sorted:
+    the first k of ``balanced_order``'s draw; unlabelled images only when no image has a label."""
+    if k < 0:
+        raise ValueError(f"sample size must not be negative, got {k}")
+    return sorted(_balanced_draw(labels, seed)[0][:k])
+
+
+def _balanced_draw(labels: Sequence[int | None], seed: int) -> tuple[list[int], list[int]]:
+    rng = np.random.default_rng(seed)
+    groups: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        if label is not None:
+            groups.setdefault(label, []).append(index)
+    unlabelled = [i for i, label in enumerate(labels) if label is None]
+    if not groups and len(labels):
+        groups[-1], unlabelled = list(range(len(labels))), []
+    pools = [list(rng.permutation(groups[label])) for label in sorted(groups)]
+    pools = [pools[i] for i in rng.permutation(len(pools))]
+    drawn: list[int] = []
+    while any(pools):
+        for pool in pools:
+            if pool:
+                drawn.append(int(pool.pop()))
+    return drawn, unlabelled
 
 
 def is_placeholder_class_names(names: Sequence[str]) -> bool:

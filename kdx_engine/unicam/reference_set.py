@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
-from ..data.datasets import ImageFolderDataset
+from ..data.datasets import ImageFolderDataset, balanced_order
 from ..data.images import ImageError, LoadedImage
 
 DEFAULT_N = 16  # reference images + the query (our choice, METHODS §4)
@@ -130,51 +128,13 @@ class ReferenceSet:
     @classmethod
     def from_images(cls, images: Sequence[LoadedImage], labels: Sequence[int | None], n: int = DEFAULT_N,
                     seed: int = 0, source: str = "gallery", spares: int | None = None):
-        """n−1 of the given images (e.g. the gallery), seeded and class-balanced by label, and
-        ``spares`` more (default n−1) from the same draw."""
+        """n−1 of the given images (e.g. the gallery), seeded and class-balanced by label with the draw
+        ``from_folder`` uses (``balanced_order``: one seed, one set, whether the images come from a folder or
+        the gallery), and ``spares`` more (default n−1) from the same draw."""
         if len(images) < n - 1:
             raise ValueError(f"{len(images)} images given, a reference set of n = {n} needs {n - 1}")
-        order = _balanced_indices(list(labels), len(images), seed, keep_order=True)
+        order = balanced_order(list(labels), seed)
         members = sorted(order[:n - 1])
         pool = order[n - 1:n - 1 + (n - 1 if spares is None else spares)]
         return cls(tuple(images[i] for i in members), tuple(labels[i] for i in members), source, seed,
                    tuple(images[i] for i in pool), tuple(labels[i] for i in pool))
-
-
-def balanced_order(labels: Sequence[int | None], seed: int) -> list[int]:
-    """Every index in the order of ``ImageFolderDataset.balanced_sample``'s draw: its first k, sorted,
-    are ``balanced_sample(k, seed)`` (classes take turns in a seeded order, one random image each;
-    unlabelled images only when no image has a label), and the unlabelled ones follow at the end."""
-    rng = np.random.default_rng(seed)
-    groups: dict[int, list[int]] = {}
-    for index, label in enumerate(labels):
-        if label is not None:
-            groups.setdefault(label, []).append(index)
-    unlabelled = [i for i, label in enumerate(labels) if label is None]
-    if not groups and labels:
-        groups[-1], unlabelled = list(range(len(labels))), []
-    pools = [list(rng.permutation(groups[label])) for label in sorted(groups)]
-    pools = [pools[i] for i in rng.permutation(len(pools))]
-    order: list[int] = []
-    while any(pools):
-        for pool in pools:
-            if pool:
-                order.append(int(pool.pop()))
-    return order + unlabelled
-
-
-def _balanced_indices(labels: list[int | None], k: int, seed: int, keep_order: bool = False) -> list[int]:
-    """k indices, classes (None one of them) taking turns in a freshly seeded order each round; in
-    draw order with ``keep_order`` (every prefix is the draw of a smaller k), else sorted."""
-    rng = np.random.default_rng(seed)
-    groups: dict = {}
-    for index, label in enumerate(labels):
-        groups.setdefault(label, []).append(index)
-    queues = [list(rng.permutation(members)) for _, members in sorted(groups.items(), key=lambda kv: str(kv[0]))]
-    chosen: list[int] = []
-    k = min(k, len(labels))
-    while len(chosen) < k:
-        for queue in rng.permutation(len(queues)):
-            if queues[queue] and len(chosen) < k:
-                chosen.append(int(queues[queue].pop()))
-    return chosen if keep_order else sorted(chosen)

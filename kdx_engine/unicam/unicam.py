@@ -12,12 +12,15 @@ swapped set's rows are cached like any other set's.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
 import torch
-import torch.nn.functional as F
 
 from ..cams.explanation import Explanation
+from ..cams.grad_cam import GradCAM
+from ..cams.reshape import ReshapeTransform
+from ..cams.targets import CamTarget, GradientSeed
 from ..data.images import LoadedImage, to_batch
 from ..models.backend import PENULTIMATE, ModelBackend
 from ..models.layers import default_target_layer, probe_layers
@@ -29,21 +32,51 @@ DEFAULT_VARIANT = VARIANTS[0]
 VARIANT_CHOICE = "default (our choice, METHODS §4)"
 
 
-@dataclass(frozen=True)
-class UniCamScore:
-    """The score L and the label source, for the manifest."""
+class UniCamCAM(GradCAM):
+    """Grad-CAM's pipeline, recorded as UniCAM: what it explains is a ``UniCamTarget``."""
 
-    value: float
-    labels: tuple[int, ...]
-    label_source: str
+    name = "unicam"
+
+
+@dataclass(frozen=True, eq=False)
+class UniCamTarget(CamTarget):
+    """UniCAM's score L of the query against a reference set, whose rows (``reference_x``, ``reference_y``,
+    n−1 × d) are held constant: the seed is ∂L/∂(X's query features) at ``feature_layer``, so one VJP
+    through X's head gives g = ∂L/∂A at the target layer (METHODS §4.4). ``labels`` (reference then
+    query; None for label-free) and ``rule`` (where they came from) are recorded; ``record`` is the
+    manifest entry, whose "score" the seed fills in."""
+
+    feature_layer: str
+    reference_x: torch.Tensor
+    reference_y: torch.Tensor
+    query_y: torch.Tensor
+    labels: list[int] | None
+    variant: str = DEFAULT_VARIANT
+    rule: str = "none (label-free)"
+    record: dict = field(default_factory=dict)
+
+    reads_logits = False  # L is a statistic of the features; the logits play no part
+
+    @property
+    def n(self) -> int:
+        return self.reference_x.shape[0] + 1
+
+    def seed(self, forward) -> GradientSeed:
+        feature_grad, score = score_gradient(forward.activations[self.feature_layer], self.reference_x,
+                                             self.query_y, self.reference_y, self.labels, self.variant)
+        index = self.labels[-1] if self.labels is not None else -1
+        return GradientSeed({self.feature_layer: feature_grad}, (int(index),), self.rule,
+                            blank_note=partial(blank_map_note, n=self.n, variant=self.variant, score=score),
+                            details={"unicam": {**self.record, "score": score}})
 
 
 class UniCam:
-    """Explain model X with model Y's geometry removed, against a reference set."""
+    """Explain model X with model Y's geometry removed, against a reference set: Grad-CAM of X at
+    ``layer`` with a ``UniCamTarget`` (``reshape_transform`` as for any CAM)."""
 
     def __init__(self, x_backend: ModelBackend, y_backend: ModelBackend, reference: ReferenceSet,
                  layer: str | None = None, feature_layer: str = PENULTIMATE, variant: str = DEFAULT_VARIANT,
-                 teacher: ModelBackend | None = None):
+                 teacher: ModelBackend | None = None, reshape_transform: ReshapeTransform | None = None):
         if variant not in VARIANTS:
             raise ValueError(f"unknown UniCAM variant {variant!r}; use one of {', '.join(VARIANTS)}")
         if len(reference.images) + 1 < 4:
@@ -53,6 +86,7 @@ class UniCam:
         self.feature_layer = feature_layer
         self.variant = variant
         self.teacher = teacher
+        self._cam = UniCamCAM(x_backend, layer=self.layer, reshape_transform=reshape_transform)
         self._reference_x = _reference_features(x_backend, feature_layer, reference)
         self._reference_y = _reference_features(y_backend, feature_layer, reference)
         self._reference_labels: dict[str, list[int]] = {}  # per reference-set key
@@ -74,15 +108,16 @@ class UniCam:
 
     def query_forward(self, image: LoadedImage):
         """X's forward of the query, ready for a VJP from the feature layer back to the target layer."""
-        return self.x.forward(to_batch([image], self.x.info.preprocessing), [self.feature_layer], grad_layer=self.layer)
+        return self._cam.run_forward(to_batch([image], self.x.info.preprocessing), [self.feature_layer])
 
     def explain_from(self, forward, query_y: torch.Tensor, image: LoadedImage, label: int | None = None) -> Explanation:
         """The map from X's query forward and Y's query features (so a pair of maps shares forwards)."""
-        activations = forward.activations[self.layer]
-        if activations.dim() != 4:
-            raise ValueError(f"layer {self.layer!r} has output shape {tuple(activations.shape[1:])}; UniCAM needs C×H×W")
-        query_x = forward.activations[self.feature_layer]
         size = (self.x.info.preprocessing.input_size,) * 2
+        return self._cam.explain_forward(forward, self.target_for(query_y, image, label), size)
+
+    def target_for(self, query_y: torch.Tensor, image: LoadedImage, label: int | None = None) -> UniCamTarget:
+        """What the query's map explains: its score against its reference set (swapped where the query is a
+        member), with the labels the variant needs."""
         reference, swaps = self.reference_for(image)
         if swaps:
             reference_x = _reference_features(self.x, self.feature_layer, reference, self.reference)
@@ -90,20 +125,13 @@ class UniCam:
         else:
             reference_x, reference_y = self._reference_x, self._reference_y
         labels, label_source = self._labels(image, label, reference)
-        feature_grad, score = score_gradient(query_x, reference_x, query_y, reference_y, labels, self.variant)
-        grads = forward.vjp({self.feature_layer: feature_grad})
-        raw = (grads.mean(dim=(2, 3))[:, :, None, None] * activations).sum(dim=1)
-        low_res = torch.relu(raw)
-        maps = F.interpolate(low_res[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-        note = blank_map_note(raw, grads, reference.n, self.variant, score)
-        details = {"unicam": self._record(reference, swaps, score, label_source)}
-        target = labels[-1] if labels is not None else -1
-        return Explanation(method="unicam", layer=self.layer, targets=(int(target),), target_rule=label_source,
-                           low_res=low_res, maps=maps, logits=forward.logits, notes=(note,), details=details)
+        return UniCamTarget(self.feature_layer, reference_x, reference_y, query_y, labels, self.variant,
+                            label_source, self._record(reference, swaps, label_source))
 
-    def _record(self, reference: ReferenceSet, swaps, score: float, label_source: str) -> dict:
+    def _record(self, reference: ReferenceSet, swaps, label_source: str) -> dict:
         """What the manifest says of this map: models, variant (and that the default is our choice), the
-        reference set actually used, the members swapped for the query and the files skipped."""
+        reference set actually used, the members swapped for the query and the files skipped; "score"
+        is filled in by the target's seed."""
         return {
             "explained": self.x.info.path, "removed": self.y.info.path, "variant": self.variant,
             "variant_choice": VARIANT_CHOICE if self.variant == DEFAULT_VARIANT else "option (METHODS §4)",
@@ -112,7 +140,7 @@ class UniCam:
             "reference_hashes": reference.hashes, "reference_key": reference.key,
             "reference_replaced": [swap.record() for swap in swaps],
             "reference_skipped": list(reference.skipped),
-            "score": score, "label_source": label_source,
+            "score": None, "label_source": label_source,
             "estimator": "semi-partial R²* (U-centred, METHODS §1.6)" if self.variant == "label-guided"
             else "sum of row maxima of P_{X|Y}",
         }

@@ -1,11 +1,9 @@
-"""The gradient-free and element-wise CAM methods, blank-map reasons, targets and saving."""
+"""The gradient-free and element-wise CAM methods, blank-map reasons and targets."""
 import copy
-import json
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from pytorch_grad_cam import AblationCAM as RefAblationCAM
 from pytorch_grad_cam import HiResCAM as RefHiResCAM
 from pytorch_grad_cam import ScoreCAM as RefScoreCAM
@@ -118,18 +116,3 @@ def test_target_rules():
         resolve_targets("class", logits, class_index=3)
     with pytest.raises(ValueError, match="unknown target rule"):
         resolve_targets("best", logits)
-
-
-def test_explanation_saves_raw_maps_overlays_and_manifest(tiny, tiny_images, tmp_path):
-    result = cam_method("gradcam")(backend_for(tiny, 5, input_size=16), layer="features")(
-        tiny_images, [ClassTarget(1), ClassTarget(2)])
-    display = [np.full((16, 16, 3), 128, np.uint8)] * 2
-    result.save(tmp_path, ["a", "b"], display, {"model": {"sha256": "abc"}})
-    np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), result.maps[1].numpy())
-    assert np.asarray(Image.open(tmp_path / "a.png")).shape == (16, 16, 3)
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["method"] == "gradcam" and manifest["layer"] == "features"
-    assert [img["target"] for img in manifest["images"]] == [1, 2]
-    assert manifest["model"]["sha256"] == "abc" and "torch" in manifest["versions"]
-    with pytest.raises(FileExistsError, match="overwrite"):
-        result.save(tmp_path, ["a", "b"], display, {})

@@ -240,3 +240,31 @@ def test_a_bad_file_in_the_reference_folder_is_skipped_and_reported(tmp_path, fo
         load_image(query_path))
     assert result.details["unicam"]["reference_skipped"] == list(reference.skipped)
     assert torch.isfinite(result.maps).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 5])
+def test_one_seed_gives_one_reference_set_from_a_folder_and_from_the_gallery(folder, seed):
+    """Both draws are ``balanced_order`` (kdx_engine.data.datasets): members and spares agree."""
+    root, _ = folder
+    dataset = ImageFolderDataset(root)
+    images = [dataset[i][0] for i in range(len(dataset))]
+    from_folder = ReferenceSet.from_folder(root, n=7, seed=seed)
+    from_gallery = ReferenceSet.from_images(images, list(dataset.labels), n=7, seed=seed)
+    assert from_gallery.key == from_folder.key and from_gallery.labels == from_folder.labels
+    assert [s.sha256 for s in from_gallery.spares] == [s.sha256 for s in from_folder.spares]
+
+
+def test_balanced_indices_draw_labelled_images_first():
+    from kdx_engine.data.datasets import balanced_indices, balanced_order
+
+    labels = [0, 0, None, 1, 1, 1, None, 2]
+    order = balanced_order(labels, seed=3)
+    assert sorted(order) == list(range(8)) and order[-2:] == [2, 6]  # the unlabelled ones last
+    assert {labels[i] for i in order[:3]} == {0, 1, 2}  # classes take turns
+    for k in range(7):
+        assert balanced_indices(labels, k, seed=3) == sorted(order[:k])
+    assert balanced_indices(labels, 8, seed=3) == sorted(order[:6])  # unlabelled only when none is labelled
+    assert sorted(balanced_indices([None] * 4, 3, seed=0)) == balanced_indices([None] * 4, 3, seed=0)
+    assert len(balanced_indices([None] * 4, 3, seed=0)) == 3
+    with pytest.raises(ValueError, match="negative"):
+        balanced_indices(labels, -1, seed=0)
