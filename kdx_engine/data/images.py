@@ -297,10 +297,16 @@ def to_tensor(image_rgb: np.ndarray | LoadedImage, preprocessing: Preprocessing)
     """The model input (3×S×S float32): resize, centre crop, scale to [0, 1], normalise. An image too
     elongated, or whose resize would be too large, is an ImageError (see ``check_resizable``)."""
     pixels = _resized_and_cropped(_checked_float_chw(image_rgb, preprocessing), preprocessing, "bilinear",
-                                  _name_of(image_rgb)) / 255.0
+                                  _name_of(image_rgb))
+    return normalised(pixels, preprocessing)
+
+
+def normalised(pixels: torch.Tensor, preprocessing: Preprocessing) -> torch.Tensor:
+    """Float pixel values 0…255 (…×3×H×W, channels third from last) scaled to [0, 1] and normalised
+    with the preset's mean and std: the last step of every model input."""
     mean = torch.tensor(preprocessing.mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(preprocessing.std, dtype=torch.float32).view(3, 1, 1)
-    return ((pixels - mean) / std).contiguous()
+    return ((pixels / 255.0 - mean) / std).contiguous()
 
 
 def to_batch(images: Sequence[np.ndarray | LoadedImage], preprocessing: Preprocessing) -> torch.Tensor:

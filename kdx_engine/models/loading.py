@@ -1,25 +1,23 @@
 """Load a model file of any supported PyTorch format into a backend, safely.
 
-``torch.load`` always runs with ``weights_only=True`` (``argparse.Namespace`` allowed, nothing else);
-a full pickled module is refused unless the caller passes ``trust_pickle=True``.
+Files are read by ``kdx_engine.checkpoints``: ``torch.load`` always runs with ``weights_only=True``
+(``argparse.Namespace`` allowed, nothing else); a full pickled module is refused unless the caller
+passes ``trust_pickle=True``.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import importlib.metadata
 import io
-import json
 import logging
-import math
 import os
 import pickle
 import re
 import struct
 import warnings
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,6 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoints import (  # noqa: F401 - UntrustedPickleError and extract_state_dict are re-exported
+    ModelLoadError, UntrustedPickleError, extract_state_dict, find_module, first_line, kind_of, read_checkpoint,
+)
 from .backend import ModelBackend, ModelInfo, model_label
 from .outputs import logits_of
 from .preprocessing import Preprocessing, read_sidecar, sidecar_path
@@ -36,22 +37,9 @@ from .torch_backend import TorchModuleBackend
 
 FALLBACK_PRESET = Preprocessing(input_size=224, resize=None, source="imagenet-fallback")
 FALLBACK_NOTE = "no .kdx.json sidecar and no family preset: ImageNet preset used (resize to {size}, ImageNet mean/std)"
-STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "net", "student", "teacher")
-PREFIXES = ("module.", "model.", "_orig_mod.")
 ONNX_ROUTES = ("onnxruntime", "onnx2torch")
-SAFETENSORS_ITEM_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2,
-                          "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
-MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit
 MAX_DESCRIBED_PICKLE = 16 * 1024 * 1024
 _LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
-
-
-class ModelLoadError(ValueError):
-    """A model file that cannot be loaded; the message names the file and the problem."""
-
-
-class UntrustedPickleError(ModelLoadError):
-    """The file holds a full pickled module: loading it would run code from the file."""
 
 
 class NonFiniteLogitsError(ValueError):
@@ -111,8 +99,6 @@ def load_model(
     notes: list[str] = []
     label = "torch.export program (.pt2)" if fmt == "torch_export" or path.suffix.lower() == ".pt2" \
         else fmt.replace("_", " ") + " file"
-    if fmt == "safetensors":
-        check_safetensors(path)
     try:
         with quiet_torch():
             if fmt == "torchscript":
@@ -187,7 +173,7 @@ def _load_onnx(path: Path, config: Preprocessing | None, route: str) -> ModelBac
     try:
         backend: ModelBackend = OnnxBackend(graph, info)
     except Exception as exc:  # onnxruntime refuses the graph: an unsupported op or a broken model
-        raise ModelLoadError(f"{path.name}: onnxruntime cannot run this model ({_first_line(exc)})") from exc
+        raise ModelLoadError(f"{path.name}: onnxruntime cannot run this model ({first_line(exc)})") from exc
     logits = _probe_onnx_logits(backend, config, path)
     config = _with_class_names(config, int(logits.shape[1]), path)
     notes.append(f"route: onnxruntime, gradients through onnx-ad {_version('onnx-ad')} heads")
@@ -217,7 +203,7 @@ def _probe_onnx_logits(backend, config: Preprocessing, path: Path) -> torch.Tens
         logits = backend.logits(x)
     except Exception as exc:  # onnxruntime's errors on a wrong input size or a broken graph
         raise ModelLoadError(
-            f"{path.name}: model failed on a {config.input_size}×{config.input_size} input ({_first_line(exc)})") from exc
+            f"{path.name}: model failed on a {config.input_size}×{config.input_size} input ({first_line(exc)})") from exc
     if logits.dim() != 2:
         raise ModelLoadError(f"{path.name}: model output has shape {tuple(logits.shape)}, expected N×classes")
     return logits
@@ -238,11 +224,6 @@ def _version(package: str) -> str:
         return "?"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 _ENFORCE_PREFIX = re.compile(r"^\[enforce fail at [^\]]*\]\s*\.?\s*")
 
 
@@ -253,7 +234,7 @@ def _reader_problem(exc: BaseException) -> str:
         return "not an exported program, or corrupt"
     if isinstance(exc, (KeyError, IndexError, EOFError, struct.error)) or "Errno" in str(exc):
         return "truncated or corrupt"
-    text = _ENFORCE_PREFIX.sub("", _first_line(exc))
+    text = _ENFORCE_PREFIX.sub("", first_line(exc))
     text = text.split(". ")[0].rstrip(".")
     if len(text) < 8 or not re.search(r"[A-Za-z]{3}", text):  # a bare key or number says nothing
         return "corrupt, or not a checkpoint"
@@ -277,61 +258,6 @@ def quiet_torch():
         finally:
             for logger, disabled in saved:
                 logger.disabled = disabled
-
-
-def check_safetensors(path: Path) -> None:
-    """Validate a safetensors file's header against the file before anything is read from it: the
-    8-byte length within the file, a JSON object, known dtypes, shapes and offsets inside the data."""
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) < 8:
-            raise ModelLoadError(f"{path.name}: not a safetensors file ({size} bytes, shorter than the 8-byte "
-                                 "header length)")
-        length = int.from_bytes(prefix, "little")
-        if length > size - 8:
-            raise ModelLoadError(f"{path.name}: safetensors header length {length:,} bytes exceeds the "
-                                 f"{size - 8:,} bytes that follow it (truncated, or not a safetensors file)")
-        if length > MAX_SAFETENSORS_HEADER:
-            raise ModelLoadError(f"{path.name}: safetensors header length {length:,} bytes exceeds the "
-                                 f"format's limit of {MAX_SAFETENSORS_HEADER:,}")
-        raw = handle.read(length)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON
-        raise ModelLoadError(f"{path.name}: safetensors header is not valid JSON ({_first_line(exc)})") from exc
-    if not isinstance(header, dict):
-        raise ModelLoadError(f"{path.name}: safetensors header is a JSON {type(header).__name__}, not an object")
-    data_bytes = size - 8 - length
-    for name, entry in header.items():
-        if name == "__metadata__":
-            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
-                raise ModelLoadError(f"{path.name}: safetensors __metadata__ must map names to strings")
-            continue
-        _check_safetensors_entry(path.name, name, entry, data_bytes)
-
-
-def _check_safetensors_entry(file: str, name: str, entry, data_bytes: int) -> None:
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-    if not isinstance(entry, dict):
-        raise ModelLoadError(f"{file}: safetensors entry {name!r} is not an object")
-    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in SAFETENSORS_ITEM_BYTES:
-        raise ModelLoadError(f"{file}: tensor {name!r} has unknown dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(is_int(d) for d in shape):
-        raise ModelLoadError(f"{file}: tensor {name!r} has a bad shape {shape!r}")
-    if not isinstance(offsets, list) or len(offsets) != 2 or not all(is_int(o) for o in offsets) \
-            or offsets[0] > offsets[1]:
-        raise ModelLoadError(f"{file}: tensor {name!r} has bad data offsets {offsets!r}")
-    if offsets[1] > data_bytes:
-        raise ModelLoadError(f"{file}: tensor {name!r} data offsets {offsets} run past the end of the file "
-                             f"({data_bytes:,} data bytes)")
-    expected = math.prod(shape) * SAFETENSORS_ITEM_BYTES[dtype]
-    if offsets[1] - offsets[0] != expected:
-        raise ModelLoadError(f"{file}: tensor {name!r} has {offsets[1] - offsets[0]:,} bytes of data but its "
-                             f"{dtype} shape {shape} needs {expected:,}")
 
 
 def check_finite_parameters(module: nn.Module, name: str) -> None:
@@ -433,17 +359,7 @@ def _plain_pickle_kind(path: Path) -> str | None:
         return None
     if stream.tell() != len(data) or obj == _LEGACY_TORCH_MAGIC:
         return None  # more pickles follow: torch's legacy format, not a plain pickle
-    return _kind_of(obj)
-
-
-def _kind_of(obj) -> str:
-    kind = type(obj).__name__
-    if isinstance(obj, Mapping):
-        keys = [str(k) for k in list(obj)[:4]]
-        return f"{kind} (keys: {', '.join(keys)}{', …' if len(obj) > 4 else ''})" if keys else f"{kind} (empty)"
-    if isinstance(obj, (list, tuple, set)):
-        return f"{kind} of {len(obj)} item{'s' if len(obj) != 1 else ''}"
-    return kind
+    return kind_of(obj)
 
 
 def _preset_for(arch_name: str | None) -> Preprocessing:
@@ -467,16 +383,11 @@ def _load_export(path: Path) -> tuple[nn.Module, int | None]:
 
 def _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes) -> tuple[nn.Module, str | None]:
     """A state_dict (any container) built into its architecture, or a trusted full module."""
-    if fmt == "safetensors":
-        from safetensors.torch import load_file
-
-        obj = load_file(str(path), device="cpu")
-    else:
-        obj = _torch_load(path, trust_pickle)
+    obj = read_checkpoint(path, trust_pickle=trust_pickle)
     if isinstance(obj, nn.Module):
         notes.append("full pickled module loaded because the file was explicitly trusted")
         return obj, None
-    container_module = _find_module(obj)
+    container_module = find_module(obj)
     if container_module is not None:
         notes.append("full pickled module loaded because the file was explicitly trusted")
         return container_module, None
@@ -487,73 +398,8 @@ def _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes) -> tuple
     try:
         module.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
-        raise ModelLoadError(f"{path.name}: weights do not fit architecture {architecture.name} ({_first_line(exc)})") from exc
+        raise ModelLoadError(f"{path.name}: weights do not fit architecture {architecture.name} ({first_line(exc)})") from exc
     return module, architecture.name
-
-
-def _torch_load(path: Path, trust_pickle: bool):
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "GLOBAL" not in str(exc):
-            raise  # corrupt bytes, not a pickle that names code to run
-        if not trust_pickle:
-            raise UntrustedPickleError(
-                f"{path.name}: holds pickled Python objects, not just weights; loading it would run code "
-                "from the file. Refused: load it only if you trust its source (--trust-pickle)") from exc
-    return torch.load(str(path), map_location="cpu", weights_only=False)
-
-
-def _find_module(obj) -> nn.Module | None:
-    if isinstance(obj, Mapping):
-        for key in STATE_DICT_KEYS:
-            if isinstance(obj.get(key), nn.Module):
-                return obj[key]
-    return None
-
-
-def _is_state_dict(obj) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
-
-
-def extract_state_dict(obj, which: str | None, notes: list[str], name: str) -> dict[str, torch.Tensor]:
-    """The state_dict inside a checkpoint: bare, under a container key, ``module.`` prefixes removed;
-    mdistiller's ``module.student.``/``module.teacher.`` give two models, chosen by ``which``."""
-    if isinstance(obj, Mapping) and not _is_state_dict(obj):
-        keys = ([which] if which else []) + [k for k in STATE_DICT_KEYS if k != which]
-        for key in keys:
-            if isinstance(obj.get(key), Mapping):
-                return extract_state_dict(obj[key], which, notes, name)
-    if not _is_state_dict(obj):
-        if isinstance(obj, Mapping) and not obj and name.endswith(".safetensors"):
-            raise ModelLoadError(f"{name}: holds no tensors")
-        raise ModelLoadError(f"{name}: holds a Python {_kind_of(obj)}, not a model or state_dict")
-    state = {k: v for k, v in obj.items()}
-    state = _split_roles(state, which, notes, name)
-    for prefix in PREFIXES:
-        if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
-def _split_roles(state, which, notes, name):
-    roles = {}
-    for role in ("student", "teacher"):
-        for prefix in (f"module.{role}.", f"{role}."):
-            part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            if part:
-                roles[role] = part
-                break
-    if not roles:
-        return state
-    chosen = which or ("student" if "student" in roles else next(iter(roles)))
-    if chosen not in roles:
-        raise ModelLoadError(f"{name}: holds no {chosen} weights (it has: {', '.join(roles)})")
-    others = [r for r in roles if r != chosen]
-    if others:
-        notes.append(f"checkpoint also holds a {others[0]} model (load it with which='{others[0]}')")
-    return roles[chosen]
 
 
 def _choose_architecture(state_dict, arch_name, notes, name) -> tuple[Architecture, int]:
@@ -584,7 +430,7 @@ def _probe_num_classes(module, config: Preprocessing, path: Path) -> int:
             logits = logits_of(module.eval()(x))
     except Exception as exc:  # a model's own error: report it, never crash
         raise ModelLoadError(
-            f"{path.name}: model failed on a {config.input_size}×{config.input_size} input ({_first_line(exc)})") from exc
+            f"{path.name}: model failed on a {config.input_size}×{config.input_size} input ({first_line(exc)})") from exc
     if logits.dim() != 2:
         raise ModelLoadError(f"{path.name}: model output has shape {tuple(logits.shape)}, expected N×classes")
     return int(logits.shape[1])

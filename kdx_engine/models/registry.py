@@ -29,6 +29,10 @@ class Architecture:
 
 
 _REGISTRY: dict[str, Architecture] = {}
+# Packages above ``models`` that register architectures of their own, imported by name at the first
+# lookup: a checkpoint of theirs then loads from a fresh interpreter, and ``models`` imports none of
+# their code (import-linter's layers contract keeps it so).
+PLUGIN_MODULES = ("kdx_engine.vam.demo_arch", "kdx_engine.hme.demo_arch")
 
 
 def register_architecture(name: str, *, family: str, preset: Preprocessing, default_classes: int):
@@ -44,9 +48,10 @@ def register_architecture(name: str, *, family: str, preset: Preprocessing, defa
 
 
 def architectures() -> dict[str, Architecture]:
-    """All registered architectures by name (importing the built-in families first)."""
-    importlib.import_module(f"{__package__}.architectures")  # the built-in families register on import
-
+    """All registered architectures by name (importing the built-in families and the plugins first:
+    each registers on import)."""
+    for module in (f"{__package__}.architectures", *PLUGIN_MODULES):
+        importlib.import_module(module)
     return dict(_REGISTRY)
 
 

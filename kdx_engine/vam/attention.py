@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoints import checkpoint_state_dict
 from .conv import THETA_SUFFIX, VAM_TEMPERATURE, attention_of, normalised_row_entropy
 
 
@@ -61,11 +62,9 @@ def entropy_by_depth(source: nn.Module | Mapping[str, torch.Tensor],
 
 
 def vam_checkpoint_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The state_dict of a VAM checkpoint file, read with ``weights_only=True``."""
-    from kdx_engine.models.loading import extract_state_dict
-
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    return extract_state_dict(obj, None, [], os.path.basename(path))
+    """The state_dict of a VAM checkpoint file (``torch.save`` read with ``weights_only=True``, or
+    safetensors); a file that would run code is refused with ``UntrustedPickleError``."""
+    return checkpoint_state_dict(path)
 
 
 def entropy_over_checkpoints(paths: Sequence[str | os.PathLike],

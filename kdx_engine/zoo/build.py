@@ -22,7 +22,6 @@ from torch import nn
 
 from kdx_engine.data.synthetic import SyntheticConfig, write_image_folder
 from kdx_engine.jobs import Progress
-from kdx_engine.models.architectures.demo_nets import VAM_GROUPS
 from kdx_engine.models.preprocessing import Preprocessing
 from kdx_engine.models.registry import get_architecture
 from kdx_engine.provenance import package_versions
@@ -42,6 +41,7 @@ from kdx_engine.train import (
     training_data,
 )
 from kdx_engine.vam import VAM_TEMPERATURE, folded_state_dict
+from kdx_engine.vam.demo_arch import VAM_GROUPS
 
 from .demo_data import DEMO_DATA, TEST_SLICE, ZOO_SPLIT_SIZES, balanced_prefix, zoo_splits
 from .export import save_onnx, save_state_dict, save_torchscript

@@ -1,9 +1,11 @@
-"""The bundled demo's small networks (PRODUCT §8): a ResNet in two widths, its VAM form, a KDExplainer.
+"""The bundled demo's small networks (PRODUCT §8): a ResNet in two widths.
 
 They are sized to train on two CPU cores in minutes on the synthetic 48×48 shapes. The ResNet is the
 CIFAR ResNet's basic block after a stem that halves the resolution, with global average pooling, so
 the last stage's 12×12 map is what a CAM sees. Module names (``stem``, ``stage1``…``stage3``,
-``head``) differ from every toolkit family, so their state_dicts are recognised unambiguously.
+``head``) differ from every toolkit family, so their state_dicts are recognised unambiguously. The
+demo's VAM Student and KDExplainer register from their own packages (``kdx_engine.vam.demo_arch``,
+``kdx_engine.hme.demo_arch``) with ``demo_preset``, so this package never imports a method package.
 """
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ DEMO_PRESET = Preprocessing(input_size=DEMO_IMAGE_SIZE, resize=None, mean=(0.5, 
                             std=(0.25, 0.25, 0.25), source="family-preset")
 STUDENT_WIDTHS = (16, 32, 48)
 TEACHER_WIDTHS = (32, 64, 96)
-VAM_GROUPS = 4
 
 
 class DemoResNet(nn.Module):
@@ -49,40 +50,20 @@ class DemoResNet(nn.Module):
         return self.head(torch.flatten(self.pool(x), 1))
 
 
-def _preset(name: str) -> Preprocessing:
+def demo_preset(name: str) -> Preprocessing:
+    """The demo preset (48×48, mean 0.5, std 0.25) recorded under architecture ``name``."""
     return dataclasses.replace(DEMO_PRESET, architecture=name)
 
 
-@register_architecture("demo_resnet_small", family="kdx_demo", preset=_preset("demo_resnet_small"),
+@register_architecture("demo_resnet_small", family="kdx_demo", preset=demo_preset("demo_resnet_small"),
                        default_classes=DEMO_CLASSES)
 def demo_resnet_small(num_classes: int) -> nn.Module:
     """The demo's Student and Base."""
     return DemoResNet(STUDENT_WIDTHS, num_classes)
 
 
-@register_architecture("demo_resnet_wide", family="kdx_demo", preset=_preset("demo_resnet_wide"),
+@register_architecture("demo_resnet_wide", family="kdx_demo", preset=demo_preset("demo_resnet_wide"),
                        default_classes=DEMO_CLASSES)
 def demo_resnet_wide(num_classes: int) -> nn.Module:
     """The demo's Teacher: the same depth, twice the width."""
     return DemoResNet(TEACHER_WIDTHS, num_classes)
-
-
-@register_architecture("demo_resnet_small_vam", family="kdx_demo",
-                       preset=_preset("demo_resnet_small_vam"), default_classes=DEMO_CLASSES)
-def demo_resnet_small_vam(num_classes: int) -> nn.Module:
-    """The VAM Student before folding: ``demo_resnet_small`` with a ``vam_theta`` beside each
-    convolution after the stem (its state_dict is the checkpoint the attention views read)."""
-    from kdx_engine.vam import add_vam
-
-    model = DemoResNet(STUDENT_WIDTHS, num_classes)
-    add_vam(model, groups=VAM_GROUPS)
-    return model
-
-
-@register_architecture("demo_kdexplainer", family="kdx_demo", preset=_preset("demo_kdexplainer"),
-                       default_classes=DEMO_CLASSES)
-def demo_kdexplainer(num_classes: int) -> nn.Module:
-    """The demo's KDExplainer: levels of 2, 4 and 8 experts, one head per class."""
-    from kdx_engine.hme import KDExplainerNet
-
-    return KDExplainerNet(num_classes)

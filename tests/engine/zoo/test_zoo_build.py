@@ -1,9 +1,11 @@
 """``kdx zoo build``: the demo data regenerated from its seed, and the quick build end to end."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import kdx_engine
 from kdx_engine.cli import main
 from kdx_engine.models import load_model
 from kdx_engine.zoo import (
@@ -48,10 +50,18 @@ def test_zoo_build_refuses_to_replace_a_folder_without_overwrite(tmp_path, capsy
     assert (tmp_path / "models" / "mine.pth").is_file()
 
 
+def _package_files() -> set:
+    package = Path(kdx_engine.__file__).parent
+    return {p for p in package.rglob("*") if "__pycache__" not in p.parts}
+
+
 @pytest.mark.slow
 def test_quick_build_writes_a_loadable_zoo(tmp_path):
+    package_before = _package_files()
     assert main(["zoo", "build", "--quick", "--out", str(tmp_path / "models"),
                  "--samples", str(tmp_path / "samples")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "samples"]  # no staging left behind
+    assert _package_files() == package_before  # nothing written into the package
     manifest = read_zoo(tmp_path / "models")
     for model in manifest.models.values():
         for file in model.files.values():
