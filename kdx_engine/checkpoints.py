@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .messages import first_line
+
 STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "net", "student", "teacher")
 PREFIXES = ("module.", "model.", "_orig_mod.")
 SAFETENSORS_ITEM_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2,
@@ -185,7 +187,3 @@ def kind_of(obj) -> str:
     return kind
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type's name when it has none)."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -229,8 +229,8 @@ class MainWindow(QMainWindow):
             self.slots[role].load(path)
         if demo.samples:
             self.gallery.add_paths(demo.samples)
-            if 4 <= demo.sample_count < self.session.settings.reference_n:  # the other samples are the reference
-                self.session.update_settings(reference_n=demo.sample_count)
+            if not demo.dataset and 4 <= demo.sample_count < self.session.settings.reference_n:
+                self.session.update_settings(reference_n=demo.sample_count)  # the other samples are the reference
         for name, path in demo.checkpoints.items():
             self.session.add_checkpoint(path, name)
         if demo.dataset:  # a labelled class_name/image tree: for dataset metrics and the UniCAM reference set

@@ -23,6 +23,8 @@ sys.path.insert(0, str(ROOT))
 from PySide6.QtCore import QPointF  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from kdx_gui import _runtime  # noqa: E402
+
 from kdx_gui.demo import Demo, find_demo  # noqa: E402
 from kdx_gui.main_window import MainWindow  # noqa: E402
 
@@ -106,6 +108,7 @@ def main() -> None:
     settings_home = tempfile.TemporaryDirectory()  # default settings, and the user's left alone
     os.environ["XDG_CONFIG_HOME"] = settings_home.name
     app = QApplication([sys.argv[0]])
+    _runtime.install()  # as app.main does
     app.setOrganizationName("KDX-screenshots")
     app.setApplicationName("KDX-screenshots")
     window = MainWindow()
@@ -136,7 +139,6 @@ def main() -> None:
     shoot(app, window, "main.png")
 
     if demo.dataset:
-        window.metrics.dataset_runner.resamples.setValue(200)
         window.metrics.show_tab("layers")
         window.metrics.dataset_runner.run(demo.dataset)
         settle(app, window, timeout=900)

@@ -21,6 +21,7 @@ import torch
 from ..cams import TargetRule, cam_method, compare_maps, pearson
 from ..data.images import LoadedImage, to_batch
 from ..jobs import Progress, report
+from ..messages import first_line
 from ..models.backend import PENULTIMATE, ModelBackend
 from ..roles import PANEL_KEYS, ROLE_TITLES, ROLES, UNICAM_KEYS, panel_title, unicam_pair
 from ..unicam import ReferenceSet, UniCam
@@ -371,12 +372,6 @@ def _kl(p: ModelPrediction | None, q: ModelPrediction | None) -> float | None:
     a = np.clip(p.probabilities, 1e-12, 1.0)
     b = np.clip(q.probabilities, 1e-12, 1.0)
     return float(np.sum(a * (np.log(a) - np.log(b))))
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's first line (its type's name when it has no message)."""
-    text = str(exc).strip().strip("'\"").splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..messages import first_line
 from ..checkpoints import (  # noqa: F401 - UntrustedPickleError and extract_state_dict are re-exported
-    ModelLoadError, UntrustedPickleError, extract_state_dict, find_module, first_line, kind_of, read_checkpoint,
+    ModelLoadError, UntrustedPickleError, extract_state_dict, find_module, kind_of, read_checkpoint,
 )
 from .backend import ModelBackend, ModelInfo, model_label
 from .outputs import logits_of

@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from ..messages import first_line
 from .backend import LOGITS, PENULTIMATE, Forward, LayerError, ModelBackend, ModelInfo, UnknownLayerError
 from .onnx_graph import OnnxGraph
 from .onnx_heads import GRADIENT_FREE_HINT, GradientUnavailable, Head, Heads, make_session, shared_weights
@@ -60,7 +61,7 @@ class OnnxForward(Forward):
             ops = backend.heads.describe_ops(start, outputs)
             raise GradientUnavailable(
                 f"{backend.name}: gradients from layer {self.grad_layer!r} failed in onnxruntime"
-                f"{f' (the head holds {ops})' if ops else ''}: {_first_line(exc)}. {GRADIENT_FREE_HINT}") from exc
+                f"{f' (the head holds {ops})' if ops else ''}: {first_line(exc)}. {GRADIENT_FREE_HINT}") from exc
         return torch.from_numpy(gradient[..., 0]).reshape(self.activations[self.grad_layer].shape)
 
 
@@ -152,10 +153,6 @@ class OnnxBackend(ModelBackend):
         (logits,) = self.run_batched(head, feeds)
         return torch.from_numpy(logits)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0].rstrip(".") if text else type(exc).__name__
 
 
 def _as_array(value: torch.Tensor) -> np.ndarray:

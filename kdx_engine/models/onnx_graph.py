@@ -19,6 +19,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, external_data_helper, helper, shape_inference
 
+from ..messages import first_line
 from .backend import UnknownLayerError
 
 FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16)
@@ -35,7 +36,7 @@ def read_onnx(path: Path) -> onnx.ModelProto:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises its own DecodeError family on garbage
-        raise OnnxGraphError(f"not an ONNX model (cannot be parsed: {_first_line(exc)})") from exc
+        raise OnnxGraphError(f"not an ONNX model (cannot be parsed: {first_line(exc)})") from exc
     if not model.HasField("graph") or not model.graph.node or not model.graph.output:
         raise OnnxGraphError("not an ONNX model (no graph, nodes or outputs: truncated or another format)")
     folder = path.resolve().parent
@@ -56,7 +57,7 @@ def read_onnx(path: Path) -> onnx.ModelProto:
         external_data_helper.load_external_data_for_model(model, str(folder))
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise OnnxGraphError(f"invalid ONNX model ({_first_line(exc)})") from exc
+        raise OnnxGraphError(f"invalid ONNX model ({first_line(exc)})") from exc
     return model
 
 
@@ -90,7 +91,7 @@ class OnnxGraph:
         try:
             self.inferred = shape_inference.infer_shapes(model, data_prop=True)
         except Exception as exc:
-            raise OnnxGraphError(f"shape inference failed ({_first_line(exc)})") from exc
+            raise OnnxGraphError(f"shape inference failed ({first_line(exc)})") from exc
         graph = self.inferred.graph
         self.nodes = list(graph.node)
         self.initializers = {tensor.name for tensor in graph.initializer}
@@ -262,8 +263,3 @@ def _tensor_types(graph) -> dict[str, TensorType]:
     for tensor in graph.initializer:
         types[tensor.name] = TensorType(tensor.data_type, tuple(tensor.dims))
     return types
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -20,6 +20,7 @@ import onnx_ad
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper, shape_inference, utils
 
+from ..messages import first_line
 from .onnx_graph import OnnxGraph
 
 SHAPE_BOUND_OPS = frozenset({"Conv", "ConvTranspose", "AveragePool", "LpPool", "MaxPool", "DepthToSpace",
@@ -192,7 +193,7 @@ class Heads:
         try:
             session = make_session(derivative, self.threads, self.shared)
         except Exception as exc:  # onnxruntime's own error types: report, never crash
-            raise GradientUnavailable(_with_ops(f"onnxruntime cannot run the gradient graph ({_first_line(exc)})",
+            raise GradientUnavailable(_with_ops(f"onnxruntime cannot run the gradient graph ({first_line(exc)})",
                                                 self._ops_in(head))) from exc
         return Head(session, inputs, outputs, seeds, gradient)
 
@@ -214,10 +215,6 @@ def _op_list(nodes) -> str:
 def _with_ops(message: str, ops: str) -> str:
     return f"{message}; the head holds {ops}" if ops else message
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0].rstrip(".") if text else type(exc).__name__
 
 
 def _cached(key: tuple, build) -> Head:

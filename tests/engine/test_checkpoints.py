@@ -15,12 +15,12 @@ from kdx_engine.vam import vam_checkpoint_state
 from kdx_engine.vam.demo_arch import demo_resnet_small_vam
 
 
-def test_checkpoints_import_nothing_else_of_the_engine():
+def test_checkpoints_import_nothing_else_of_the_engine_but_its_message_helper():
     done = subprocess.run([sys.executable, "-c", "import sys, kdx_engine.checkpoints\n"
                            "print(sorted(m for m in sys.modules if m.startswith('kdx_engine')))"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "['kdx_engine', 'kdx_engine.checkpoints']"
+    assert done.stdout.strip() == "['kdx_engine', 'kdx_engine.checkpoints', 'kdx_engine.messages']"
 
 
 def test_state_dict_is_read_from_a_training_checkpoint_with_its_namespace(tmp_path):

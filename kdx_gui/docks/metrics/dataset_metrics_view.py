@@ -149,7 +149,7 @@ class LayerMetricsView(QWidget):
         self.pair_box = QComboBox()
         self.pair_box.currentIndexChanged.connect(self._draw_heatmaps)
         self.fss_heatmap = Heatmap("FSS", "viridis", (0.0, 1.0), show_bar=False)
-        self.cka_heatmap = Heatmap("linear CKA", "viridis", (0.0, 1.0), show_bar=False)
+        self.cka_heatmap = Heatmap("debiased linear CKA", "viridis", (0.0, 1.0), show_bar=False)
         self.table = CopyableTable(["pair", "stage a", "stage b", "FSS", "FSS low", "FSS high", "CKA", "CKA low",
                                     "CKA high"])
         heatmaps = QSplitter(Qt.Orientation.Horizontal)
