@@ -8,7 +8,6 @@ the UniCAM maps reuse the same pass.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 from collections import OrderedDict
@@ -23,6 +22,7 @@ from ..data.images import LoadedImage, to_batch
 from ..jobs import Progress, report
 from ..messages import first_line
 from ..models.backend import PENULTIMATE, ModelBackend
+from ..comparison_settings import ComparisonSettings
 from ..roles import PANEL_KEYS, ROLE_TITLES, ROLES, UNICAM_KEYS, panel_title, unicam_pair
 from ..unicam import ReferenceSet, UniCam
 from .image_grid import ImageGrid, crop_window, frame_on_grid, image_grid, mask_on_grid, maps_on_grid
@@ -30,24 +30,6 @@ from .image_grid import ImageGrid, crop_window, frame_on_grid, image_grid, mask_
 MODEL_ERRORS = (ValueError, RuntimeError, KeyError, IndexError, TypeError)  # a model's failure → the panel's message
 NORMALISATION = "per-map min–max (ε = 1e-7) over the map's pixels on the image grid, after resizing"
 EPS = 1e-7
-
-
-@dataclass(frozen=True)
-class ComparisonSettings:
-    """What to compute (method, target rule, UniCAM variant and n) and how to draw it."""
-
-    method: str = "gradcam"
-    target_rule: str = "predicted"
-    class_index: int = 0
-    unicam_variant: str = "label-free"
-    reference_n: int = 16
-    colormap: str = "jet"
-    opacity: float = 0.5
-    threshold: float = 0.0
-    shared_scale: bool = False
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, eq=False)

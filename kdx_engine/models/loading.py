@@ -263,13 +263,18 @@ def quiet_torch():
 
 def check_finite_parameters(module: nn.Module, name: str) -> None:
     """Refuse a model whose parameters or buffers hold NaN or inf: it cannot give meaningful outputs."""
+    tensors = ((key, tensor.detach().float().cpu().numpy()) for key, tensor in module.state_dict().items()
+               if isinstance(tensor, torch.Tensor) and tensor.is_floating_point())
+    _refuse_non_finite(tensors, name)
+
+
+def _refuse_non_finite(named_arrays, name: str) -> None:
+    """ModelLoadError naming the first tensor when any of the (name, array) pairs holds NaN or inf."""
     total = bad = 0
     first = None
-    for key, tensor in module.state_dict().items():
-        if not isinstance(tensor, torch.Tensor) or not (tensor.is_floating_point() or tensor.is_complex()):
-            continue
-        total += tensor.numel()
-        count = int((~torch.isfinite(tensor)).sum())
+    for key, values in named_arrays:
+        total += values.size
+        count = int(values.size - np.count_nonzero(np.isfinite(values)))
         if count:
             bad += count
             first = first or key
@@ -280,8 +285,6 @@ def check_finite_parameters(module: nn.Module, name: str) -> None:
 
 def _check_finite_initializers(model, name: str) -> None:
     """The ONNX counterpart: initializers and Constant values of floating type."""
-    from onnx import numpy_helper
-
     from .onnx_graph import FLOAT_TYPES
 
     tensors = [(t.name, t) for t in model.graph.initializer if t.data_type in FLOAT_TYPES]
@@ -290,21 +293,18 @@ def _check_finite_initializers(model, name: str) -> None:
             for attribute in node.attribute:
                 if attribute.name == "value" and attribute.t.data_type in FLOAT_TYPES:
                     tensors.append((node.output[0], attribute.t))
-    total = bad = 0
-    first = None
-    for key, proto in tensors:
-        try:
-            values = numpy_helper.to_array(proto)
-        except Exception:  # unreadable tensor data: onnxruntime reports it when the session is built
-            continue
-        total += values.size
-        count = int(values.size - np.count_nonzero(np.isfinite(values)))
-        if count:
-            bad += count
-            first = first or key
-    if bad:
-        raise ModelLoadError(f"{name}: {bad:,} of {total:,} parameters are NaN or inf (tensor {first!r}); "
-                             "the model cannot give meaningful outputs")
+    _refuse_non_finite(((key, values) for key, values in ((k, _readable_array(t)) for k, t in tensors)
+                        if values is not None), name)
+
+
+def _readable_array(proto):
+    """An ONNX tensor's values, or None when its data cannot be read (onnxruntime reports that later)."""
+    from onnx import numpy_helper
+
+    try:
+        return numpy_helper.to_array(proto)
+    except Exception:  # any decoding failure of the tensor's bytes
+        return None
 
 
 def check_finite_logits(logits: torch.Tensor, model, image_names: Sequence[str] | None = None) -> None:

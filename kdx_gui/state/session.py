@@ -18,6 +18,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
+from kdx_engine.comparison_settings import ComparisonSettings
 from kdx_engine.labels import class_index, label_hints
 from kdx_engine.roles import PANEL_KEYS, ROLE_LETTERS, ROLE_TITLES, ROLES  # noqa: F401 - re-exported for views
 
@@ -86,32 +87,17 @@ class AttentionRecord:
     routing_reason: str | None = None
 
 
-@dataclass
-class ViewSettings:
-    """The canvas controls; names in ``ANALYSIS_SETTINGS`` need a new engine run, the rest only a redraw."""
+@dataclass(frozen=True)
+class ViewSettings(ComparisonSettings):
+    """The canvas controls: the engine's settings plus where the UniCAM reference set comes from (a
+    folder, or the gallery when None); names in ``ANALYSIS_SETTINGS`` need a new engine run, the rest
+    only a redraw."""
 
-    method: str = "gradcam"
-    target_rule: str = "predicted"
-    class_index: int = 0
-    colormap: str = "jet"
-    opacity: float = 0.5
-    threshold: float = 0.0
-    shared_scale: bool = False
-    unicam_variant: str = "label-free"
     reference_folder: str | None = None
-    reference_n: int = 16
 
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def for_engine(self):
+    def for_engine(self) -> ComparisonSettings:
         """The engine's ComparisonSettings for these controls."""
-        from kdx_engine.comparison import ComparisonSettings
-
-        return ComparisonSettings(
-            method=self.method, target_rule=self.target_rule, class_index=self.class_index,
-            unicam_variant=self.unicam_variant, reference_n=self.reference_n, colormap=self.colormap,
-            opacity=self.opacity, threshold=self.threshold, shared_scale=self.shared_scale)
+        return ComparisonSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ComparisonSettings)})
 
     @classmethod
     def from_json(cls, data: dict) -> "ViewSettings":
