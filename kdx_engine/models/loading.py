@@ -36,8 +36,11 @@ from .registry import Architecture, fingerprint, get_architecture
 from .script_backend import ScriptModuleBackend
 from .torch_backend import TorchModuleBackend
 
-FALLBACK_PRESET = Preprocessing(input_size=224, resize=None, source="imagenet-fallback")
-FALLBACK_NOTE = "no .kdx.json sidecar and no family preset: ImageNet preset used (resize to {size}, ImageNet mean/std)"
+FALLBACK_PRESET = Preprocessing(input_size=224, resize=256, source="imagenet-fallback")
+FALLBACK_NOTE = ("no .kdx.json sidecar and no family preset: ImageNet preset used ({geometry}, ImageNet mean/std), "
+                 "as torchvision's classifiers; set the preprocessing if the model was trained otherwise")
+CROP_FRACTION = 0.875  # torchvision's and timm's evaluation crop: resize to size/0.875, centre-crop size
+MIN_CROPPED_SIZE = 96  # smaller inputs (CIFAR-like) are resized straight to the input size
 ONNX_ROUTES = ("onnxruntime", "onnx2torch")
 MAX_DESCRIBED_PICKLE = 16 * 1024 * 1024
 _LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
@@ -127,7 +130,7 @@ def load_model(
     check_finite_parameters(module, path.name)
     config = preprocessing or sidecar or _preset_for(arch_name)
     if config.source == "imagenet-fallback":
-        notes.append(FALLBACK_NOTE.format(size=config.input_size))
+        notes.append(FALLBACK_NOTE.format(geometry=_geometry(config)))
     num_classes = _probe_num_classes(module, config, path)
     config = _with_class_names(config, num_classes, path)
     info = ModelInfo(
@@ -160,7 +163,7 @@ def _load_onnx(path: Path, config: Preprocessing | None, route: str) -> ModelBac
         if graph.fixed_size:
             config = _preset_of_size(graph.fixed_size, path, "ONNX graph")
             notes.append(f"input size {graph.fixed_size} read from the ONNX graph")
-        notes.append(FALLBACK_NOTE.format(size=config.input_size))
+        notes.append(FALLBACK_NOTE.format(geometry=_geometry(config)))
     if graph.fixed_batch:
         notes.append(f"exported with a fixed batch of {graph.fixed_batch}: batches run in chunks of that size")
     if not graph.named_by_module:
@@ -190,10 +193,17 @@ def _load_onnx(path: Path, config: Preprocessing | None, route: str) -> ModelBac
     return backend
 
 
+def _geometry(config: Preprocessing) -> str:
+    if config.resize:
+        return f"resize {config.resize}, centre crop {config.input_size}"
+    return f"resize to {config.input_size}×{config.input_size}"
+
+
 def _preset_of_size(size: int, path: Path, where: str) -> Preprocessing:
     """The fallback preset at the input size a file fixes, refused when no preset can have that size."""
+    resize = int(size / CROP_FRACTION) if size >= MIN_CROPPED_SIZE else None
     try:
-        return dataclasses.replace(FALLBACK_PRESET, input_size=size)
+        return dataclasses.replace(FALLBACK_PRESET, input_size=size, resize=resize)
     except ValueError as exc:
         raise ModelLoadError(f"{path.name}: the {where} fixes an input size of {size}; {exc}") from exc
 

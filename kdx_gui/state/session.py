@@ -159,8 +159,14 @@ class Session(QObject):
 
     # --- models --------------------------------------------------------------------------------
     def set_model(self, role: str, model: LoadedModel | None) -> None:
+        """Put a model in a slot (None empties it); results of the old set of models are dropped at once,
+        so no view shows numbers of a pair that is no longer loaded."""
         self.models[role] = model
         self.predictions = {}
+        if self.comparison is not None:
+            self.set_comparison(None)
+        if self.dataset_metrics is not None:
+            self.set_dataset_metrics(None, None)
         self.modelChanged.emit(role)
 
     def set_target_layer(self, role: str, layer: str) -> None:

@@ -176,3 +176,22 @@ def test_tree_layout_puts_each_expert_above_the_children_that_read_it():
     assert positions[(0, 0)] == (0.5, 0.0) and positions[(0, 1)] == (2.5, 0.0)
     assert ((2, 0), (1, 2)) in edges and ((1, 2), (0, 1)) in edges
     assert len(edges) == 3 + 4
+
+
+def test_results_of_a_replaced_model_are_dropped_at_once(window, qtbot, model_files, image_tree, dataset_metrics):
+    load_models(qtbot, window, model_files, roles=("teacher", "student"))
+    window.gallery.add_paths([str(image_tree)])
+    wait_idle(qtbot, window)
+    session = window.session
+    assert session.comparison is not None
+    session.set_dataset_metrics(dataset_metrics, str(image_tree))  # the old pair's dataset metrics
+    cleared = []
+    session.datasetMetricsChanged.connect(lambda: cleared.append(session.dataset_metrics))
+    student = session.models["student"]
+    session.set_model("student", None)
+    assert session.comparison is None and session.dataset_metrics is None and cleared == [None]
+    assert window.canvas.panels["student"].values is None
+    assert window.metrics.layers.table.rowCount() == 0
+    session.set_model("student", student)
+    wait_idle(qtbot, window)
+    assert session.comparison is not None and session.comparison.panels["student"].values is not None

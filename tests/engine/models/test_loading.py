@@ -116,7 +116,7 @@ def test_torchscript_gives_the_same_logits_and_grad_cam(tmp_path, resnet18, how,
     script.save(str(path))
     backend = load_model(path)
     assert backend.info.format == "torchscript"
-    assert FALLBACK_NOTE.format(size=224) in backend.info.notes
+    assert FALLBACK_NOTE.format(geometry="resize 256, centre crop 224") in backend.info.notes
     assert backend.info.preprocessing.input_size == 224
     assert {"layer1", "layer4", "fc", PENULTIMATE} <= set(backend.layer_names())
     _assert_same_logits(backend, resnet18)
