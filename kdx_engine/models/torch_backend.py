@@ -175,9 +175,28 @@ def _swap_first_tensor(output, new):
 
 
 def find_classifier(module: nn.Module, num_classes: int) -> str | None:
-    """Name of the last ``nn.Linear`` with ``num_classes`` outputs: its input is the penultimate vector."""
+    """Name of the last linear classifier with ``num_classes`` outputs: its input is the penultimate vector.
+
+    An ``nn.Linear``, or a leaf module that holds just a 2-D ``weight`` (``num_classes`` × features) and
+    an optional matching ``bias``: what ``torch.export.unflatten`` gives back for a Linear (an
+    ``InterpreterModule``, not an ``nn.Linear``)."""
     found = None
     for name, child in module.named_modules():
-        if isinstance(child, nn.Linear) and child.out_features == num_classes:
+        if name and _is_linear(child, num_classes):
             found = name
     return found
+
+
+def _is_linear(module: nn.Module, num_classes: int) -> bool:
+    if isinstance(module, nn.Linear):
+        return module.out_features == num_classes
+    if next(module.children(), None) is not None:
+        return False
+    params = dict(module.named_parameters(recurse=False))
+    params.update({k: v for k, v in module.named_buffers(recurse=False) if k in ("weight", "bias")})
+    weight, bias = params.get("weight"), params.get("bias")
+    if set(params) - {"weight", "bias"} or weight is None or weight.dim() != 2 or weight.shape[0] != num_classes:
+        return False
+    if type(module).__module__.startswith("torch.nn.modules"):
+        return False  # a built-in layer of another kind (Bilinear, Embedding, …)
+    return bias is None or tuple(bias.shape) == (num_classes,)
