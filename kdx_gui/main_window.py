@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from kdx_gui.canvas.canvas_controls import CanvasControls
-from kdx_gui.canvas.comparison_canvas import ComparisonCanvas
+from kdx_gui.canvas.comparison_canvas import CanvasPane, ComparisonCanvas
 from kdx_gui.demo import Demo, find_demo
 from kdx_gui.dialogs.export_dialog import ask_export
 from kdx_gui.docks.metrics.metrics_dock import MetricsDock
@@ -40,6 +40,8 @@ from kdx_gui.widgets.drag_drop import accept_file_drag, local_files
 from kdx_gui.widgets.job_status import JobStatusWidget
 from kdx_gui.widgets.plots import configure_pyqtgraph
 
+COMPACT_WIDTH = 1300  # narrower windows tabify the Models dock with the Metrics dock
+MODELS_DOCK_MIN, METRICS_DOCK_MIN = 200, 240
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif",
                   ".ppm", ".pgm", ".pbm", ".pnm", ".tga"}
 
@@ -79,6 +81,8 @@ class MainWindow(QMainWindow):
         self.slots = {role: ModelSlot(role, self.session, self.jobs, self.settings) for role in ROLES}
         self.controls = CanvasControls(self.session, self.settings)
         self.canvas = ComparisonCanvas(self.session)
+        self.canvas_pane = CanvasPane(self.canvas)
+        self.compact = False
         self.gallery = GalleryView(self.session, self.jobs, self.settings)
         self.metrics = MetricsDock(self.session, self.jobs, self.settings, self)
         self._build_layout()
@@ -109,16 +113,17 @@ class MainWindow(QMainWindow):
         self.models_dock = QDockWidget("Models", self)
         self.models_dock.setObjectName("models_dock")
         self.models_dock.setWidget(scroll)
-        self.models_dock.setMinimumWidth(260)
+        self.models_dock.setMinimumWidth(MODELS_DOCK_MIN)
+        scroll.setMinimumWidth(0)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.models_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.metrics)
-        self.metrics.setMinimumWidth(320)
+        self.metrics.setMinimumWidth(METRICS_DOCK_MIN)
         top = QWidget()
         top_layout = QVBoxLayout(top)
         top_layout.setContentsMargins(0, 0, 0, 0)
         top_layout.setSpacing(0)
         top_layout.addWidget(self.controls)
-        top_layout.addWidget(self.canvas, 1)
+        top_layout.addWidget(self.canvas_pane, 1)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(top)
         self.splitter.addWidget(self.gallery)
@@ -127,6 +132,33 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes([700, 240])
         self.setCentralWidget(self.splitter)
         self.resizeDocks([self.models_dock, self.metrics], [300, 440], Qt.Orientation.Horizontal)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.set_compact(self.width() < COMPACT_WIDTH)
+
+    def set_compact(self, compact: bool) -> None:
+        """On a narrow window the Models dock becomes a tab beside Metrics (both on the right), so the
+        canvas keeps the width; a wider window puts it back on the left. Only on crossing the width,
+        so docks the user moved stay where they are."""
+        if compact == self.compact:
+            return
+        self.compact = compact
+        models, metrics = self.models_dock, self.metrics
+        if models.isFloating() or metrics.isFloating():
+            return
+        if compact:
+            if self.dockWidgetArea(models) != self.dockWidgetArea(metrics):
+                self.tabifyDockWidget(metrics, models)
+                metrics.raise_()
+            self.resizeDocks([metrics], [max(METRICS_DOCK_MIN, min(320, self.width() // 3))],
+                             Qt.Orientation.Horizontal)
+            self.splitter.setSizes([3 * self.splitter.height() // 4, self.splitter.height() // 4])
+        else:
+            if self.dockWidgetArea(models) == self.dockWidgetArea(metrics):
+                self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, models)
+                models.show()
+            self.resizeDocks([models, metrics], [300, 440], Qt.Orientation.Horizontal)
 
     def _build_status_bar(self) -> None:
         self.engine_label = QLabel("loading engine…")
@@ -147,6 +179,8 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
+        self._action(file_menu, "&New", self.new_session, QKeySequence.StandardKey.New,
+                     "Empty the session: models, images, checkpoints and results")
         open_menu = file_menu.addMenu("Open &model")
         self.open_actions = {}
         for index, role in enumerate(ROLES, start=1):
@@ -160,6 +194,11 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "&Save project", self.save_project, QKeySequence.StandardKey.Save)
         self._action(file_menu, "Save project &as…", self.save_project_as, QKeySequence.StandardKey.SaveAs)
         self._action(file_menu, "Open the &demo", self.open_demo)
+        file_menu.addSeparator()
+        self._action(file_menu, "Remove selected images", self.gallery.remove_selected, None,
+                     "Take the selected images out of the gallery (Delete in the gallery)")
+        self._action(file_menu, "&Close all", self.close_all, "Ctrl+Shift+W",
+                     "Unload every model and image; the view settings and the project file name stay")
         file_menu.addSeparator()
         self._action(file_menu, "&Export figure…", self.export_figure_dialog, "Ctrl+E",
                      "A figure panel (PNG, SVG, PDF) of the current, selected or shown images, with maps and metrics")
@@ -216,14 +255,54 @@ class MainWindow(QMainWindow):
         if images:
             self.gallery.add_paths(images)
 
+    # --- session -------------------------------------------------------------------------------
+    def confirm_discard(self, action: str) -> bool:
+        """True when the session is empty or the user agrees to discard it."""
+        if self.session.is_empty():
+            return True
+        models, images = len(self.session.loaded_models()), len(self.session.images)
+        answer = QMessageBox.question(
+            self, action, f"{action} replaces the session: {models} model(s) and {images} image(s) are unloaded "
+            "(files on disk are not touched). Continue?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def new_session(self) -> bool:
+        """File ▸ New: an empty session (asks first when something is loaded); no project file."""
+        if not self.confirm_discard("New"):
+            return False
+        self._clear_session()
+        self.project_path = None
+        self.statusBar().showMessage("new session", 5000)
+        return True
+
+    def close_all(self) -> bool:
+        """File ▸ Close all: unload every model and image (asks first); the project file name stays."""
+        if not self.confirm_discard("Close all"):
+            return False
+        self._clear_session()
+        self.statusBar().showMessage("closed all models and images", 5000)
+        return True
+
+    def _clear_session(self) -> None:
+        self._pending_current, self._pending_layers = None, {}
+        self.session.clear()
+        self.gallery.message.setVisible(False)
+
     def open_demo(self) -> bool:
-        """Load the bundled demo; False (and a message in the window) when it is not built."""
+        """Load the bundled demo; False (and a message in the window) when it is not built. Over a loaded
+        session it asks to replace it (the demo's models would not match the loaded ones), or does nothing."""
         demo = find_demo()
         if not isinstance(demo, Demo):
             self.demo_message = demo
             self.statusBar().showMessage(demo)
             self.gallery.show_message(demo)
             return False
+        if not self.confirm_discard("Open the demo"):
+            return False
+        if not self.session.is_empty():
+            self._clear_session()
+            self.project_path = None
         self.demo_message = ""
         for role, path in demo.models.items():
             self.slots[role].load(path)

@@ -8,11 +8,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QSlider,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -20,6 +19,8 @@ from kdx_engine.figures import COLORMAPS
 
 from kdx_gui.state.session import UNICAM_VARIANTS, Session
 from kdx_gui.state.settings import AppSettings
+from kdx_gui.widgets.layout import FlowLayout, labelled
+from kdx_gui.widgets.wording import ordinal
 
 TARGET_RULES = {"predicted": "predicted", "true": "true class", "class": "one class:"}
 GALLERY_REFERENCE = "gallery images"
@@ -70,29 +71,27 @@ class CanvasControls(QWidget):
         self.variant = QComboBox()
         self.variant.addItems(list(UNICAM_VARIANTS))
 
-        rows = (
-            [QLabel("Method"), self.method, QLabel("Target"), self.rule, self.target_class, QLabel("Scale"),
-             self.scale],
-            [QLabel("Colormap"), self.colormap, QLabel("Opacity"), self.opacity, self.opacity_label,
-             QLabel("Threshold"), self.threshold, self.threshold_label],
-            [QLabel("UniCAM reference"), self.reference, self.reference_n, QLabel("Variant"), self.variant],
-        )
-        column = QVBoxLayout(self)
-        column.setContentsMargins(4, 2, 4, 2)
-        column.setSpacing(2)
-        for widgets in rows:
-            row = QHBoxLayout()
-            row.setSpacing(6)
-            for widget in widgets:
-                row.addWidget(widget)
-            row.addStretch(1)
-            column.addLayout(row)
+        # label + control units in a flow layout: they wrap to more lines on a narrow window, and a label
+        # always shows its whole text
+        self.labels = [QLabel(text) for text in ("Method", "Target", "Scale", "Colormap", "Opacity", "Threshold",
+                                                 "UniCAM reference", "Variant")]
+        method, target, scale, colormap, opacity, threshold, reference, variant = self.labels
+        units = [labelled(method, self.method), labelled(target, self.rule, self.target_class),
+                 labelled(scale, self.scale), labelled(colormap, self.colormap),
+                 labelled(opacity, self.opacity, self.opacity_label),
+                 labelled(threshold, self.threshold, self.threshold_label),
+                 labelled(reference, self.reference, self.reference_n), labelled(variant, self.variant)]
+        flow = FlowLayout(self, spacing=12, line_spacing=2)
+        flow.setContentsMargins(4, 2, 4, 2)
+        for unit in units:
+            flow.addWidget(unit)
         for box in (self.method, self.rule, self.target_class, self.colormap, self.scale, self.reference,
                     self.variant):
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             box.setMinimumContentsLength(max(box.minimumContentsLength(), 9))
-        self.opacity_label.setMinimumWidth(32)
-        self.threshold_label.setMinimumWidth(60)
+        self.opacity_label.setMinimumWidth(self.opacity_label.fontMetrics().horizontalAdvance("0.00") + 4)
+        self.threshold_label.setMinimumWidth(self.threshold_label.fontMetrics().horizontalAdvance("99th pct") + 4)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
 
         self.method.currentIndexChanged.connect(self._method_changed)
         self.rule.currentIndexChanged.connect(self._rule_changed)
@@ -194,7 +193,7 @@ class CanvasControls(QWidget):
         self.opacity.setValue(round(s.opacity * 100))
         self.opacity_label.setText(f"{s.opacity:.2f}")
         self.threshold.setValue(round(s.threshold))
-        self.threshold_label.setText(f"{s.threshold:.0f}th pct" if s.threshold else "off")
+        self.threshold_label.setText(f"{ordinal(round(s.threshold))} pct" if s.threshold else "off")
         _select_data(self.scale, s.shared_scale)
         if s.reference_folder:
             index = self.reference.findData(s.reference_folder)

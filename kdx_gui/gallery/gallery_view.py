@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QModelIndex, QSize, QSortFilterProxyModel, Qt
 from PySide6.QtGui import (
+    QAction,
     QColor,
     QFont,
     QGuiApplication,
     QIcon,
     QImage,
+    QKeySequence,
     QPainter,
     QPixmap,
     QStandardItem,
@@ -21,6 +23,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QComboBox,
+    QMenu,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -137,6 +140,14 @@ class GalleryView(QWidget):
         self.list.setSelectionMode(QListView.SelectionMode.ExtendedSelection)
         self.list.setAcceptDrops(False)
         self.list.selectionModel().currentChanged.connect(self._current_index_changed)
+        self.remove_action = QAction("Remove from the gallery", self.list)
+        self.remove_action.setShortcuts([QKeySequence(QKeySequence.StandardKey.Delete), QKeySequence("Backspace")])
+        self.remove_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.remove_action.setToolTip("Take the selected images out of the gallery (the files stay)")
+        self.remove_action.triggered.connect(self.remove_selected)
+        self.list.addAction(self.remove_action)
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._context_menu)
 
         self.filter_box = QComboBox()
         for key, text in FILTERS.items():
@@ -233,6 +244,28 @@ class GalleryView(QWidget):
         else:
             self.message.setVisible(False)
         self.session.add_images(items)
+
+    def remove_selected(self) -> int:
+        """Take the selected images (else the current one) out of the gallery; returns how many."""
+        ids = self.selected_ids()
+        if not ids and self.session.current_image is not None:
+            ids = [self.session.current_image.id]
+        return self.session.remove_images(ids)
+
+    def context_menu(self) -> QMenu:
+        menu = QMenu(self.list)
+        count = len(self.selected_ids())
+        self.remove_action.setText(f"Remove {count} selected image(s) from the gallery" if count > 1
+                                   else "Remove from the gallery")
+        self.remove_action.setEnabled(count > 0)
+        menu.addAction(self.remove_action)
+        return menu
+
+    def _context_menu(self, pos) -> None:
+        index = self.list.indexAt(pos)
+        if index.isValid() and not self.list.selectionModel().isSelected(index):
+            self.list.setCurrentIndex(index)
+        self.context_menu().exec(self.list.viewport().mapToGlobal(pos))
 
     def show_message(self, text: str, details: str = "") -> None:
         self.message.setText(text)

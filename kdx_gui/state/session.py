@@ -206,6 +206,55 @@ class Session(QObject):
         self.currentChanged.emit(-1)
         self.comparisonChanged.emit()
 
+    def remove_images(self, ids) -> int:
+        """Take the images with these ids out of the gallery (and their results); the current image stays
+        current if it is kept, else the next one takes its place. Returns how many were removed."""
+        ids = set(ids)
+        kept = [item for item in self.images if item.id not in ids]
+        removed = len(self.images) - len(kept)
+        if not removed:
+            return 0
+        if len(kept) == 0:
+            self.clear_images()
+            return removed
+        current = self.current_image
+        if current is not None and current.id not in ids:
+            new_current = kept.index(current)
+        else:  # the first kept image after the old current one, else the last one
+            after = [i for i, item in enumerate(self.images) if i > self.current and item.id not in ids]
+            new_current = kept.index(self.images[after[0]]) if after else len(kept) - 1
+            if self.comparison is not None:
+                self.comparison = None
+                self.comparisonChanged.emit()
+        self.images = kept
+        self.predictions = {k: v for k, v in self.predictions.items() if k not in ids}
+        old_current = self.current
+        self.current = new_current
+        self.imagesChanged.emit()
+        if new_current != old_current or current is None or current.id in ids:
+            self.currentChanged.emit(new_current)
+        return removed
+
+    def is_empty(self) -> bool:
+        """Nothing loaded: no model, image or extra checkpoint."""
+        return not self.loaded_models() and not self.images and not self.extra_checkpoints
+
+    def clear(self) -> None:
+        """Empty the session (File ▸ New, Close all): models, images, checkpoints, the dataset folder and
+        every result; the view settings stay."""
+        for role in ROLES:
+            if self.models[role] is not None:
+                self.set_model(role, None)
+        self.clear_images()
+        if self.extra_checkpoints:
+            self.set_checkpoints({})
+        if self.attention:
+            self.set_attention({})
+        self.set_dataset_folder(None)
+        if self.dataset_metrics is not None or self.dataset_metrics_folder is not None:
+            self.set_dataset_metrics(None, None)
+        self.set_analysing(False)
+
     def set_current(self, index: int) -> None:
         if not -1 <= index < len(self.images) or index == self.current:
             return

@@ -33,13 +33,34 @@ class FittedLabel(pg.LabelItem):
     """Centred text that wraps to the width it is given within a fixed height, so text never widens its
     cell (equal cells keep linked zoom exact, grids fit their widget); what does not fit is clipped."""
 
-    def __init__(self, text: str, height: int, **opts):
+    def __init__(self, text: str, height: int, words_only: bool = False, **opts):
         self.fixed_height = height
         super().__init__(text, **opts)
         option = QTextOption(Qt.AlignmentFlag.AlignHCenter)
-        option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)  # long layer names too
+        # long layer names break anywhere; titles only between words
+        option.setWrapMode(QTextOption.WrapMode.WordWrap if words_only
+                           else QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         self.item.document().setDefaultTextOption(option)
+        self.item.document().setDocumentMargin(1)
         self.setFlag(self.GraphicsItemFlag.ItemClipsChildrenToShape)
+
+    def plain_text(self) -> str:
+        return self.item.toPlainText()
+
+    def text_height(self) -> float:
+        """The height the text takes at the label's current width (0 when empty)."""
+        if not self.plain_text().strip():
+            return 0.0
+        return float(self.item.document().size().height())
+
+    def text_width(self) -> float:
+        """The widest line of the text as laid out (more than the label's width when a word is cut)."""
+        return float(self.item.document().idealWidth()) if self.plain_text().strip() else 0.0
+
+    def set_fixed_height(self, height: int) -> None:
+        if height != self.fixed_height:
+            self.fixed_height = height
+            self.updateMin()
 
     def updateMin(self) -> None:
         height = self.fixed_height

@@ -46,8 +46,8 @@ def tree_layout(tree, level_sizes: list[int]) -> tuple[dict, list]:
 class RoutingView(AttentionTab):
     def __init__(self, session: Session, settings: AppSettings, parent: QWidget | None = None):
         super().__init__(session, settings, parent)
-        self.routing_grid = MatrixGrid(columns=4)
-        self.path_grid = MatrixGrid(columns=4)
+        self.routing_grid = MatrixGrid(columns=4, bar_label="routing weight A (0…1)")
+        self.path_grid = MatrixGrid(columns=4, bar_label="class-path probability (0…1)")
         self.tree_plot = pg.PlotWidget()
         tree_item = self.tree_plot.getPlotItem()
         tree_item.setTitle("hard routing tree (argmax), classes as leaves", size="9pt")
@@ -57,7 +57,7 @@ class RoutingView(AttentionTab):
         self.tree_plot.setMinimumHeight(200)
         self.table = CopyableTable(["routing", "children × parents", "mean normalised entropy"])
         self.tree_positions: dict = {}
-        self.lay_out([self.routing_grid, self.path_grid, self.tree_plot, self.table])
+        self.lay_out([self.routing_grid.wrapped(), self.path_grid.wrapped(), self.tree_plot, self.table])
 
     def routing_records(self) -> dict[str, AttentionRecord]:
         return {name: r for name, r in self.session.attention.items() if r.routing}

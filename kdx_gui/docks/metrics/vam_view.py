@@ -19,7 +19,7 @@ class VamView(AttentionTab):
         super().__init__(session, settings, parent)
         self.entropy_plot = pg.PlotWidget()
         item = self.entropy_plot.getPlotItem()
-        item.setTitle("normalised row entropy over depth (1 = uniform attention)", size="9pt")
+        item.setTitle("row entropy over depth (1 = uniform)", size="9pt")
         item.setLabel("left", "H(A row) / log G_in")
         item.setLabel("bottom", "VAM layer (by depth)")
         item.setYRange(0, 1.05, padding=0)
@@ -29,9 +29,9 @@ class VamView(AttentionTab):
         plain_axes(item)
         self.legend = item.addLegend(offset=(-10, -10))
         self.entropy_plot.setMinimumHeight(170)
-        self.grid = MatrixGrid(columns=4, write_values=False)
+        self.grid = MatrixGrid(columns=4, write_values=False, bar_label="attention weight A (0…1)")
         self.table = CopyableTable(["model", "layer", "groups (out×in)", "mean row entropy"])
-        self.lay_out([self.entropy_plot, self.grid, self.table], [220, 420, 120])
+        self.lay_out([self.entropy_plot, self.grid.wrapped(), self.table], [220, 420, 120])
 
     def vam_records(self) -> dict[str, AttentionRecord]:
         return {name: r for name, r in self.session.attention.items() if r.vam_layers}
