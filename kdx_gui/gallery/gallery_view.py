@@ -146,6 +146,7 @@ class GalleryView(QWidget):
         self.remove_action.setToolTip("Take the selected images out of the gallery (the files stay)")
         self.remove_action.triggered.connect(self.remove_selected)
         self.list.addAction(self.remove_action)
+        self.list.installEventFilter(self)  # Delete also where the shortcut does not reach (no active window)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._context_menu)
 
@@ -244,6 +245,14 @@ class GalleryView(QWidget):
         else:
             self.message.setVisible(False)
         self.session.add_images(items)
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.list and event.type() == event.Type.KeyPress \
+                and event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) \
+                and event.modifiers() == Qt.KeyboardModifier.NoModifier:
+            self.remove_selected()
+            return True
+        return super().eventFilter(watched, event)
 
     def remove_selected(self) -> int:
         """Take the selected images (else the current one) out of the gallery; returns how many."""

@@ -74,6 +74,12 @@ def test_delete_removes_the_selected_gallery_images(loaded, qtbot):
     assert gallery.remove_action.shortcut().matches(Qt.Key.Key_Delete)
     menu = gallery.context_menu()
     assert gallery.remove_action in menu.actions()
+    loaded.show()
+    qtbot.waitExposed(loaded)
+    gallery.list.setFocus()
+    gallery.list.selectionModel().select(gallery.proxy.index(0, 0), gallery.list.selectionModel().SelectionFlag.Select)
+    qtbot.keyClick(gallery.list, Qt.Key.Key_Delete)  # the key itself
+    assert len(session.images) == count - 3
     wait_idle(qtbot, loaded)
     assert session.comparison is not None and session.comparison.image_id == session.current_image.id
 
