@@ -1,7 +1,10 @@
 """A model slot (Teacher, Student or Base): drop or open a model file, see what it is, pick its layer.
 
 Loading runs as a job; a file that fails leaves the previous model in place and says why in the slot.
-A full pickled module is loaded only after the user explicitly trusts the file.
+A full pickled module is loaded only after the user explicitly trusts the file. A model whose class
+count differs from the other slots' replaces them only after one confirmation; a file holding an
+mdistiller student and teacher is offered as two models. "Preprocessing…" edits and saves the
+sidecar (and the architecture of a state_dict), then reloads the model.
 """
 from __future__ import annotations
 
@@ -56,6 +59,116 @@ def ask_to_trust(parent: QWidget, role_title: str, message: str) -> bool:
     return answer == QMessageBox.StandardButton.Yes
 
 
+@dataclass(frozen=True)
+class TwoModels:
+    """A file holding both a student and a teacher (mdistiller): the model loaded by default and the
+    roles the file holds, for the one question whether to fill both slots."""
+
+    model: LoadedModel
+    roles: tuple[str, ...]
+
+
+STATE_DICT_FORMATS_NOT = ("torchscript", "torch_export", "onnx")
+ALSO_HOLDS = "checkpoint also holds a "
+
+
+def ask_to_replace(parent: QWidget, role_title: str, classes: int, others: list[str], other_classes: int) -> bool:
+    """Ask before a model with another class count clears the other slots; the default answer is No."""
+    removed = " and ".join(others) if len(others) < 3 else ", ".join(others[:-1]) + " and " + others[-1]
+    answer = QMessageBox.question(
+        parent,
+        "Replace the loaded models?",
+        f"Replace the loaded models with this {classes}-class {role_title}? The {removed} "
+        f"({other_classes} classes) will be removed.",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def ask_two_models(parent: QWidget, file_name: str, roles: tuple[str, ...]) -> bool:
+    """Ask whether a file with a student and a teacher fills the Student and Teacher slots."""
+    answer = QMessageBox.question(
+        parent,
+        "Load both models?",
+        f"{file_name} holds two models ({' and '.join(roles)}, as mdistiller saves them).\n\n"
+        "Load its student into the Student slot and its teacher into the Teacher slot?",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.Yes,
+    )
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def run_preprocessing_dialog(dialog) -> bool:
+    """Show the dialog modally; True when OK saved the sidecar (tests replace this)."""
+    return dialog.exec() == dialog.DialogCode.Accepted
+
+
+def roles_in_file(path: str, model: LoadedModel) -> tuple[str, ...]:
+    """The models (``"student"``, ``"teacher"``) a checkpoint holds when it holds more than one."""
+    import kdx_engine.models as engine_models
+
+    roles: list[str] = []
+    helper = getattr(engine_models, "models_in_file", None)  # the engine's helper, where it exists
+    if helper is not None:
+        try:
+            for entry in helper(path) or ():
+                name = entry if isinstance(entry, str) else getattr(entry, "which", getattr(entry, "role", None))
+                if isinstance(name, str):
+                    roles.append(name)
+        except Exception:  # noqa: BLE001 - a helper's error: fall back to the loader's note
+            roles = []
+    if not roles:
+        for note in model.info.notes:  # "checkpoint also holds a teacher model (load it with which='teacher')"
+            if note.startswith(ALSO_HOLDS):
+                other = note[len(ALSO_HOLDS):].split()[0]
+                roles = sorted({"student", "teacher"} | {other})
+    roles = [r for r in roles if r in ("student", "teacher")]
+    return tuple(dict.fromkeys(roles)) if len(set(roles)) > 1 else ()
+
+
+def load_slot_model(path: str, trust_pickle: bool, progress, which: str | None = None,
+                    arch: str | None = None) -> LoadedModel:
+    """As ``analysis.load_slot_model``, with the loader's ``which`` and ``arch``."""
+    from kdx_gui.state import analysis
+
+    if which is None and arch is None:
+        return analysis.load_slot_model(path, trust_pickle, progress)
+    from kdx_engine.models import default_target_layer, load_model, probe_layers, stage_layers
+
+    progress.update(0.05, f"reading {Path(path).name}" + (f" ({which})" if which else ""))
+    backend = load_model(path, trust_pickle=trust_pickle, which=which, arch=arch)
+    progress.update(0.6, "probing layers")
+    layers = probe_layers(backend)
+    try:
+        target, note = default_target_layer(layers), None
+    except ValueError as exc:
+        target, note = None, str(exc)
+    return LoadedModel(backend, tuple(layers), target, tuple(stage_layers(layers)), trust_pickle, note)
+
+
+def describe_geometry(pre) -> str:
+    if pre.resize:
+        return f"resize {pre.resize}, crop {pre.input_size}"
+    return f"resize to {pre.input_size}×{pre.input_size}"
+
+
+def preprocessing_difference(pre, teacher_pre) -> str | None:
+    """How a model's preprocessing differs from the Teacher's (geometry, mean, std), or None."""
+    mine, theirs = [], []
+    if (pre.input_size, pre.resize) != (teacher_pre.input_size, teacher_pre.resize):
+        mine.append(describe_geometry(pre))
+        theirs.append(describe_geometry(teacher_pre))
+    for name in ("mean", "std"):
+        a, b = getattr(pre, name), getattr(teacher_pre, name)
+        if any(abs(x - y) > 1e-6 for x, y in zip(a, b)):
+            mine.append(f"{name} {', '.join(f'{v:g}' for v in a)}")
+            theirs.append(f"{name} {', '.join(f'{v:g}' for v in b)}")
+    if not mine:
+        return None
+    return f"preprocesses differently from the Teacher: {'; '.join(mine)} vs {'; '.join(theirs)}"
+
+
 class ModelSlot(QFrame):
     """One role's model: a drop target with the model's facts, its target layer and a status line."""
 
@@ -72,6 +185,10 @@ class ModelSlot(QFrame):
         self.open_button = QPushButton("Open…")
         self.open_button.setToolTip(f"Open a model file as the {self.title}")
         self.open_button.clicked.connect(self.open_dialog)
+        self.preprocessing_button = QPushButton("Preprocessing…")
+        self.preprocessing_button.setToolTip(f"Show and edit the {self.title}'s preprocessing and architecture; "
+                                             "saved to the model's .kdx.json sidecar")
+        self.preprocessing_button.clicked.connect(self.edit_preprocessing)
         self.clear_button = QToolButton()
         self.clear_button.setText("×")
         self.clear_button.setToolTip(f"Remove the {self.title} model")
@@ -81,6 +198,7 @@ class ModelSlot(QFrame):
         header.addWidget(heading)
         header.addStretch(1)
         header.addWidget(self.open_button)
+        header.addWidget(self.preprocessing_button)
         header.addWidget(self.clear_button)
 
         self.values: dict[str, QLabel] = {}
@@ -106,6 +224,13 @@ class ModelSlot(QFrame):
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.warning = QLabel()
+        self.warning.setObjectName("preprocessing_warning")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("color: #a05a00;")
+        self.warning.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.warning.hide()
+        self.load_options: dict[str, str] = {}  # the loader's which/arch of the model in the slot
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 6)
@@ -113,6 +238,7 @@ class ModelSlot(QFrame):
         layout.addLayout(header)
         layout.addLayout(form)
         layout.addWidget(self.status)
+        layout.addWidget(self.warning)
         session.modelChanged.connect(self._model_changed)
         self.refresh()
 
@@ -126,39 +252,97 @@ class ModelSlot(QFrame):
         if path:
             self.load(path)
 
-    def load(self, path: str, trust_pickle: bool = False) -> None:
-        """Load ``path`` in a job; on success it replaces the slot's model."""
+    def load(self, path: str, trust_pickle: bool = False, which: str | None = None, arch: str | None = None,
+             on_failure=None) -> None:
+        """Load ``path`` in a job; on success it replaces the slot's model. ``which`` picks the student
+        or teacher of a file holding both (without it such a file is offered as two models); ``arch``
+        names the architecture of a state_dict; ``on_failure`` runs when the model is not loaded."""
         path = str(path)
         self.settings.remember_folder("models", path)
-        self.set_status(f"loading {Path(path).name}…")
+        name = Path(path).name
+        self.set_status(f"loading {name}" + (f" ({which})" if which else "") + "…")
 
         def work(progress):
-            from kdx_gui.state import analysis
             from kdx_engine.models import UntrustedPickleError
 
             try:
-                return analysis.load_slot_model(path, trust_pickle, progress)
+                model = load_slot_model(path, trust_pickle, progress, which=which, arch=arch)
             except UntrustedPickleError as exc:
                 return NeedsTrust(str(exc))
+            if which is None:
+                roles = roles_in_file(path, model)
+                if roles:
+                    return TwoModels(model, roles)
+            return model
 
-        name = Path(path).name
+        def failed(message: str) -> None:
+            self._failed(message)
+            if on_failure is not None:
+                on_failure()
+
+        options = {k: v for k, v in (("which", which), ("arch", arch)) if v}
         self.jobs.submit(f"loading {self.title} model", work, key=f"load-{self.role}",
-                         on_success=lambda result: self._loaded(path, result),
-                         on_failure=lambda message: self._failed(message if name in message else f"{name}: {message}"),
-                         on_cancel=lambda: self._failed(f"{name}: loading cancelled"))
+                         on_success=lambda result: self._loaded(path, result, options, failed),
+                         on_failure=lambda message: failed(message if name in message else f"{name}: {message}"),
+                         on_cancel=lambda: failed(f"{name}: loading cancelled"))
 
-    def _loaded(self, path: str, result) -> None:
+    def _loaded(self, path: str, result, options: dict | None = None, failed=None) -> None:
+        failed = failed or self._failed
+        options = dict(options or {})
         if isinstance(result, NeedsTrust):
             if ask_to_trust(self, self.title, result.message):
                 self.load(path, trust_pickle=True)
             else:
-                self._failed(f"{result.message.split(';')[0]}; not loaded (not trusted)")
+                failed(f"{result.message.split(';')[0]}; not loaded (not trusted)")
             return
+        if isinstance(result, TwoModels):
+            if ask_two_models(self, Path(path).name, result.roles) and self._fill_two_slots(path, result.model):
+                return
+            mine = "teacher" if self.role == "teacher" and "teacher" in result.roles else "student"
+            if mine != "student":  # the default load is the student: this slot's own model is the teacher
+                self.load(path, which=mine, arch=options.get("arch"))
+                return
+            options["which"] = mine
+            result = result.model
         mismatch = self._class_mismatch(result)
         if mismatch:
-            self._failed(mismatch)
-            return
+            others = {r: m for r, m in self.session.loaded_models().items() if r != self.role}
+            other_classes = next(iter(others.values())).info.num_classes
+            if not ask_to_replace(self, self.title, result.info.num_classes,
+                                  [ROLE_TITLES[r] for r in others], other_classes):
+                failed(f"{mismatch}; not loaded (the other models were kept)")
+                return
+            for role in others:
+                self.session.set_model(role, None)
+        self.load_options = options
         self.session.set_model(self.role, result)
+
+    def _sibling(self, role: str) -> "ModelSlot | None":
+        if role == self.role:
+            return self
+        return self.window().findChild(ModelSlot, f"slot_{role}")
+
+    def _fill_two_slots(self, path: str, model: LoadedModel) -> bool:
+        """Load the file's teacher into the Teacher slot and its student into the Student slot (after
+        one question when the Base, or the models replaced, have another class count)."""
+        teacher, student = self._sibling("teacher"), self._sibling("student")
+        if teacher is None or student is None:
+            return False
+        loaded = self.session.loaded_models()
+        others = [m for m in loaded.values() if m.info.num_classes != model.info.num_classes]
+        if others:
+            if not ask_to_replace(self, "Teacher and Student", model.info.num_classes,
+                                  [ROLE_TITLES[r] for r in loaded], others[0].info.num_classes):
+                self._failed(f"{Path(path).name} has {model.info.num_classes} classes but the loaded models have "
+                             f"{others[0].info.num_classes}: not loaded (the other models were kept)")
+                return True
+            for role in loaded:
+                self.session.set_model(role, None)
+        if self.role not in ("teacher", "student"):
+            self.set_status(f"{Path(path).name}: its models go to the Teacher and Student slots")
+        teacher.load(path, which="teacher")
+        student.load(path, which="student")
+        return True
 
     def _class_mismatch(self, model: LoadedModel) -> str | None:
         """The engine's message when the model disagrees with the other slots on the classes."""
@@ -210,9 +394,77 @@ class ModelSlot(QFrame):
     def _model_changed(self, role: str) -> None:
         if role == self.role:
             self.refresh()
+        elif role == "teacher":
+            self._show_warning()
+
+    # --- preprocessing -------------------------------------------------------------------------
+    def architecture_editable(self, model: LoadedModel) -> bool:
+        """Only a state_dict is built into an architecture (not a module, program or graph)."""
+        return model.info.format not in STATE_DICT_FORMATS_NOT and not model.trusted \
+            and model.info.architecture is not None
+
+    def preprocessing_dialog(self):
+        """The dialog for the slot's model (None when the slot is empty)."""
+        from kdx_engine.models.registry import architectures  # the package attribute is also the subpackage
+        from kdx_gui.dialogs.preprocessing_dialog import PreprocessingDialog
+
+        model = self.session.models[self.role]
+        if model is None:
+            return None
+        two_models = "which" in self.load_options
+        return PreprocessingDialog(model, list(architectures()), self.architecture_editable(model),
+                                   save_architecture=not two_models, parent=self)
+
+    def edit_preprocessing(self) -> None:
+        """Show the dialog; after OK (sidecar saved) reload the model so the values take effect."""
+        from kdx_gui.dialogs.preprocessing_dialog import restore_sidecar
+
+        dialog = self.preprocessing_dialog()
+        if dialog is None or not run_preprocessing_dialog(dialog):
+            return
+        model = self.session.models[self.role]
+        path, previous = model.info.path, dialog.previous_sidecar
+        arch = dialog.chosen_architecture() if dialog.architecture_changed() else self.load_options.get("arch")
+        layer = model.target_layer
+
+        def undo() -> None:
+            restore_sidecar(path, previous)
+            self.set_status(self.status.text() + " — the preprocessing sidecar was put back", error=True)
+
+        watching = [True]
+
+        def stop_watching() -> None:
+            if watching:
+                watching.clear()
+                self.session.modelChanged.disconnect(keep_layer)
+
+        def keep_layer(role: str) -> None:
+            if role != self.role:
+                return
+            stop_watching()
+            loaded = self.session.models[self.role]
+            if loaded is not None and layer and layer != loaded.target_layer and layer in loaded.backend.layer_names():
+                self.session.set_target_layer(self.role, layer)
+
+        self.session.modelChanged.connect(keep_layer)
+        self.load(path, trust_pickle=model.trusted, which=self.load_options.get("which"), arch=arch,
+                  on_failure=lambda: (stop_watching(), undo()))
+
+    def _preprocessing_warning(self, model: LoadedModel | None) -> str | None:
+        teacher = self.session.models["teacher"]
+        if model is None or teacher is None or self.role == "teacher":
+            return None
+        return preprocessing_difference(model.info.preprocessing, teacher.info.preprocessing)
+
+    def _show_warning(self) -> None:
+        text = self._preprocessing_warning(self.session.models[self.role])
+        self.warning.setText(f"⚠ {text}" if text else "")
+        self.warning.setVisible(bool(text))
 
     def refresh(self) -> None:
         model: LoadedModel | None = self.session.models[self.role]
+        self._show_warning()
+        self.preprocessing_button.setEnabled(model is not None)
         self.clear_button.setEnabled(model is not None)
         self.layer_picker.setEnabled(model is not None)
         if model is None:
@@ -221,6 +473,7 @@ class ModelSlot(QFrame):
             self.values["file"].setText(f"<i>drop a model file here or use Open…</i>")
             self.layer_picker.clear()
             self.set_status("")
+            self.load_options = {}
             return
         info = model.info
         pre = info.preprocessing
