@@ -157,14 +157,44 @@ def extract_state_dict(obj, which: str | None, notes: list[str], name: str) -> d
     return state
 
 
-def _split_roles(state, which, notes, name):
+ROLES_IN_FILE = ("student", "teacher")
+
+
+def roles_in_checkpoint(obj) -> list[str]:
+    """The roles (``which`` values) of the models a checkpoint object holds beside each other:
+    ``["student", "teacher"]`` for mdistiller's ``module.student.``/``module.teacher.`` state_dict or a
+    container with a ``student`` and a ``teacher`` state_dict; ``[]`` for a single model or none."""
+    if isinstance(obj, Mapping) and not _is_state_dict(obj) and \
+            all(_state_dict_or_none(obj.get(role)) is not None for role in ROLES_IN_FILE):
+        return list(ROLES_IN_FILE)
+    state = _state_dict_or_none(obj)
+    roles = list(_roles(state)) if state is not None else []
+    return roles if len(roles) > 1 else []
+
+
+def _state_dict_or_none(obj):
+    """The (prefixed) state_dict inside a container, or None; the container lookup of ``extract_state_dict``."""
+    if isinstance(obj, Mapping) and not _is_state_dict(obj):
+        for key in STATE_DICT_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                return _state_dict_or_none(obj[key])
+    return obj if _is_state_dict(obj) else None
+
+
+def _roles(state) -> dict[str, dict]:
+    """The student's and the teacher's parameters in one state_dict, by role (empty for a single model)."""
     roles = {}
-    for role in ("student", "teacher"):
+    for role in ROLES_IN_FILE:
         for prefix in (f"module.{role}.", f"{role}."):
             part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             if part:
                 roles[role] = part
                 break
+    return roles
+
+
+def _split_roles(state, which, notes, name):
+    roles = _roles(state)
     if not roles:
         return state
     chosen = which or ("student" if "student" in roles else next(iter(roles)))

@@ -5,7 +5,7 @@ from .backend import (
 from .layers import default_target_layer, probe_layers, stage_layers
 from .loading import (
     ModelLoadError, NonFiniteLogitsError, UntrustedPickleError, check_finite_logits, check_same_classes,
-    detect_format, load_model,
+    detect_format, load_model, models_in_file,
 )
 from .preprocessing import Preprocessing, read_sidecar, write_sidecar
 from .registry import architecture_families, architectures, fingerprint, get_architecture, register_architecture
@@ -14,7 +14,7 @@ __all__ = [
     "LOGITS", "PENULTIMATE", "Forward", "LayerError", "LayerInfo", "ModelBackend", "ModelInfo", "UnknownLayerError",
     "default_target_layer", "probe_layers", "stage_layers",
     "ModelLoadError", "NonFiniteLogitsError", "UntrustedPickleError", "check_finite_logits", "check_same_classes",
-    "detect_format", "load_model",
+    "detect_format", "load_model", "models_in_file",
     "Preprocessing", "read_sidecar", "write_sidecar",
     "architecture_families", "architectures", "fingerprint", "get_architecture", "register_architecture",
 ]

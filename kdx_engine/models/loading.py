@@ -28,6 +28,7 @@ from torch import nn
 from ..messages import first_line
 from ..checkpoints import (  # noqa: F401 - UntrustedPickleError and extract_state_dict are re-exported
     ModelLoadError, UntrustedPickleError, extract_state_dict, find_module, kind_of, read_checkpoint,
+    roles_in_checkpoint,
 )
 from .backend import ModelBackend, ModelInfo, model_label
 from .outputs import logits_of
@@ -44,6 +45,10 @@ MIN_CROPPED_SIZE = 96  # smaller inputs (CIFAR-like) are resized straight to the
 ONNX_ROUTES = ("onnxruntime", "onnx2torch")
 MAX_DESCRIBED_PICKLE = 16 * 1024 * 1024
 _LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
+STATE_DICT = "state_dict"  # format of a torch.save checkpoint of weights (the architecture from the registry)
+PICKLED_MODULE = "pickled module"  # format of a full pickled module, loaded only when the file is trusted
+IMAGE_HINT = "(drop images on the gallery)"
+FORMAT_LABELS = {STATE_DICT: "PyTorch checkpoint", "torchscript": "TorchScript file", "safetensors": "safetensors file"}
 
 
 class NonFiniteLogitsError(ValueError):
@@ -59,7 +64,8 @@ def sha256_of(path: Path) -> str:
 
 
 def detect_format(path: Path) -> str:
-    """One of ``onnx``, ``torchscript``, ``torch_export``, ``safetensors``, ``torch_pickle``."""
+    """One of ``onnx``, ``torchscript``, ``torch_export``, ``safetensors``, ``state_dict`` (a ``torch.save``
+    checkpoint; a loaded one that held a full module, trusted, is reported as ``PICKLED_MODULE``)."""
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return "onnx"
@@ -72,7 +78,22 @@ def detect_format(path: Path) -> str:
             return "torch_export"
         if any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names):
             return "torchscript"
-    return "torch_pickle"
+    return STATE_DICT
+
+
+def models_in_file(path) -> list[str]:
+    """The models a file holds beside each other, as ``load_model``'s ``which`` names them: ``["student",
+    "teacher"]`` for an mdistiller checkpoint (``module.student.`` and ``module.teacher.`` in one file), ``[]``
+    for a file holding one model (any format) or none. Never raises and never runs code from the file (a
+    pickle naming code gives ``[]``); the file is read once more by ``load_model``."""
+    path = Path(path)
+    try:
+        if not path.is_file() or path.stat().st_size == 0 or detect_format(path) not in (STATE_DICT, "safetensors"):
+            return []
+        with quiet_torch():
+            return roles_in_checkpoint(read_checkpoint(path))
+    except Exception:  # unreadable, untrusted or not a checkpoint: load_model says why when it is loaded
+        return []
 
 
 def load_model(
@@ -93,6 +114,19 @@ def load_model(
         raise ModelLoadError(f"{path.name}: no such model file")
     if path.stat().st_size == 0:
         raise ModelLoadError(f"{path.name}: file is empty")
+    try:
+        return _load_model_file(path, arch, which, trust_pickle, preprocessing, onnx_route)
+    except UntrustedPickleError:
+        raise
+    except ModelLoadError as exc:
+        image = _image_kind(path)  # asked only once the file failed: no model is ever refused for its first bytes
+        if image is not None:
+            raise ModelLoadError(f"{path.name}: is {image} image, not a model file {IMAGE_HINT}") from exc
+        raise
+
+
+def _load_model_file(path: Path, arch, which, trust_pickle, preprocessing, onnx_route) -> ModelBackend:
+    """``load_model`` once the file is known to exist and not be empty."""
     fmt = detect_format(path)
     try:
         sidecar = read_sidecar(path)
@@ -102,7 +136,7 @@ def load_model(
         return _load_onnx(path, preprocessing or sidecar, onnx_route)
     notes: list[str] = []
     label = "torch.export program (.pt2)" if fmt == "torch_export" or path.suffix.lower() == ".pt2" \
-        else fmt.replace("_", " ") + " file"
+        else FORMAT_LABELS.get(fmt, fmt + " file")
     try:
         with quiet_torch():
             if fmt == "torchscript":
@@ -114,13 +148,12 @@ def load_model(
                     notes.append(f"input size {fixed_size} read from the exported program")
             else:
                 module, arch_name = _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes)
+                if arch_name is None:  # a full module from a trusted pickle, not weights built into an architecture
+                    fmt = PICKLED_MODULE
     except ModelLoadError:
         raise
     except Exception as exc:  # what torch's readers raise on corrupt bytes: many types, none of them ours
-        image = _image_kind(path)
-        if image is not None:
-            raise ModelLoadError(f"{path.name}: is {image} image, not a model file") from exc
-        kind = _plain_pickle_kind(path) if fmt == "torch_pickle" else None
+        kind = _plain_pickle_kind(path) if fmt == STATE_DICT else None
         if kind is not None:
             raise ModelLoadError(f"{path.name}: holds a Python {kind}, not a model or state_dict "
                                  "(a plain pickle, not a torch.save checkpoint)") from exc

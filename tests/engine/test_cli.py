@@ -32,7 +32,7 @@ def image_dir(tmp_path):
 def test_info_json_lists_format_architecture_layers(model_file, capsys):
     assert main(["info", str(model_file), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["format"] == "torch_pickle" and data["architecture"] == "resnet8"
+    assert data["format"] == "state_dict" and data["architecture"] == "resnet8"
     assert data["num_classes"] == 4 and data["input_size"] == 32
     assert data["parameters"] == sum(p.numel() for p in get_architecture("resnet8").build(4).parameters())
     assert data["default_layer"] == "layer3"
