@@ -22,7 +22,7 @@ def test_dropping_a_model_file_on_a_slot_shows_what_it_is(window, qtbot, model_f
     model = window.session.models["teacher"]
     assert model is not None and model.info.path == model_files["teacher"]
     assert slot.values["file"].text() == "teacher.pth"
-    assert slot.values["format"].text() == "torch_pickle (pytorch)"
+    assert slot.values["format"].text() == "state_dict (pytorch)"
     assert slot.values["architecture"].text() == "resnet8"
     assert slot.values["classes"].text() == "4: circle, square, triangle, star"
     assert slot.values["input"].text().startswith("32×32")
