@@ -221,7 +221,7 @@ class ComparisonCanvas(pg.GraphicsLayoutWidget):
         self._size_cells()
         super().resizeEvent(event)
         self._schedule_fit()
-        QTimer.singleShot(0, self.reset_zoom)  # once the new layout is in place
+        QTimer.singleShot(0, self, self.reset_zoom)  # once the new layout is in place; never after self is gone
 
     def _size_cells(self) -> None:
         layout = self.ci.layout
@@ -238,7 +238,7 @@ class ComparisonCanvas(pg.GraphicsLayoutWidget):
     def _schedule_fit(self) -> None:
         if not getattr(self, "_fit_pending", True):
             self._fit_pending = True
-            QTimer.singleShot(0, self.fit_labels)
+            QTimer.singleShot(0, self, self.fit_labels)
 
     def fit_labels(self) -> bool:
         """Give each row of labels (titles, subtitles, notes, readouts) the height its longest text takes

@@ -153,7 +153,7 @@ class MatrixGrid(pg.GraphicsLayoutWidget):
             legend.addItem(self.bar, row=1, col=0)
             legend.setMaximumHeight(BAR_HEIGHT)
             legend.setMinimumHeight(BAR_HEIGHT)
-        QTimer.singleShot(0, self._fit_titles)  # once the labels have their widths
+        QTimer.singleShot(0, self, self._fit_titles)  # once the labels have their widths; not after self is gone
 
 
 class GridScroll(QScrollArea):
