@@ -8,7 +8,13 @@ from .loading import (
     detect_format, load_model, models_in_file,
 )
 from .preprocessing import Preprocessing, read_sidecar, write_sidecar
-from .registry import architecture_families, architectures, fingerprint, get_architecture, register_architecture
+from .registry import (
+    architecture_families,
+    fingerprint,
+    get_architecture,
+    register_architecture,
+    registered_architectures,
+)
 
 __all__ = [
     "LOGITS", "PENULTIMATE", "Forward", "LayerError", "LayerInfo", "ModelBackend", "ModelInfo", "UnknownLayerError",
@@ -16,5 +22,5 @@ __all__ = [
     "ModelLoadError", "NonFiniteLogitsError", "UntrustedPickleError", "check_finite_logits", "check_same_classes",
     "detect_format", "load_model", "models_in_file",
     "Preprocessing", "read_sidecar", "write_sidecar",
-    "architecture_families", "architectures", "fingerprint", "get_architecture", "register_architecture",
+    "architecture_families", "fingerprint", "get_architecture", "register_architecture", "registered_architectures",
 ]

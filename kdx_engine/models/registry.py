@@ -47,7 +47,7 @@ def register_architecture(name: str, *, family: str, preset: Preprocessing, defa
     return decorate
 
 
-def architectures() -> dict[str, Architecture]:
+def registered_architectures() -> dict[str, Architecture]:
     """All registered architectures by name (importing the built-in families and the plugins first:
     each registers on import)."""
     for module in (f"{__package__}.architectures", *PLUGIN_MODULES):
@@ -56,7 +56,7 @@ def architectures() -> dict[str, Architecture]:
 
 
 def get_architecture(name: str) -> Architecture:
-    archs = architectures()
+    archs = registered_architectures()
     if name not in archs:
         raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(archs))}")
     return archs[name]
@@ -106,7 +106,7 @@ def fingerprint(state_dict: Mapping[str, torch.Tensor]) -> list[tuple[Architectu
     """Architectures (with class count) whose parameter names and shapes match ``state_dict`` exactly."""
     shapes = parameter_shapes(state_dict)
     matches = []
-    for arch in architectures().values():
+    for arch in registered_architectures().values():
         reference = architecture_shapes(arch, arch.default_classes)
         if reference.keys() != shapes.keys():
             continue
@@ -157,7 +157,7 @@ def architecture_families() -> list[ArchitectureSummary]:
     """Every registered architecture, sorted by family then name, with a short fingerprint (parameter
     count, first and last parameter names and shapes, default class count). Built on the meta device."""
     found = []
-    for arch in architectures().values():
+    for arch in registered_architectures().values():
         if arch.name not in _SUMMARIES:
             with torch.device("meta"), _initialisers_skipped():
                 module = arch.build(arch.default_classes)

@@ -405,14 +405,14 @@ class ModelSlot(QFrame):
 
     def preprocessing_dialog(self):
         """The dialog for the slot's model (None when the slot is empty)."""
-        from kdx_engine.models.registry import architectures  # the package attribute is also the subpackage
+        from kdx_engine.models import registered_architectures
         from kdx_gui.dialogs.preprocessing_dialog import PreprocessingDialog
 
         model = self.session.models[self.role]
         if model is None:
             return None
         two_models = "which" in self.load_options
-        return PreprocessingDialog(model, list(architectures()), self.architecture_editable(model),
+        return PreprocessingDialog(model, list(registered_architectures()), self.architecture_editable(model),
                                    save_architecture=not two_models, parent=self)
 
     def edit_preprocessing(self) -> None:

@@ -16,7 +16,7 @@ CIFAR_ZOO = {
 }
 BUILTIN = set(torchvision_models.TORCHVISION_NAMES) | CIFAR_ZOO
 # Only the built-in families: other tests may register architectures of their own in the same registry.
-ARCHITECTURES = {name: arch for name, arch in registry.architectures().items() if name in BUILTIN}
+ARCHITECTURES = {name: arch for name, arch in registry.registered_architectures().items() if name in BUILTIN}
 CIFAR_NAMES = sorted(CIFAR_ZOO)
 
 # Names and shapes read from RepDistiller models/{resnet,wrn,vgg,mobilenetv2}.py (the same in mdistiller
