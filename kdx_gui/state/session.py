@@ -318,11 +318,16 @@ class Session(QObject):
         self.attentionChanged.emit()
 
     def set_dataset_folder(self, folder: str | None) -> None:
-        """The folder dataset metrics run on (chosen, from a project, or the demo's)."""
+        """The folder dataset metrics run on (chosen, from a project, or the demo's). A UniCAM reference
+        set drawn from the previous dataset follows to the new one (None: the gallery); a reference folder
+        the user chose for itself stays."""
         folder = str(folder) if folder else None
-        if folder != self.dataset_folder:
-            self.dataset_folder = folder
-            self.datasetFolderChanged.emit()
+        if folder == self.dataset_folder:
+            return
+        previous, self.dataset_folder = self.dataset_folder, folder
+        self.datasetFolderChanged.emit()
+        if previous is not None and self.settings.reference_folder == previous:
+            self.update_settings(reference_folder=folder)  # the UniCAM reference follows the loaded dataset
 
     def set_dataset_metrics(self, metrics, folder: str | None) -> None:
         """The engine's DatasetMetrics computed on ``folder`` (None clears them)."""

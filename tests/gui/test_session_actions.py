@@ -118,3 +118,19 @@ def test_the_demo_over_a_loaded_session_asks_and_replaces_it(loaded, qtbot, tmp_
     assert len(session.images) == 3 and not set(before) & {item.id for item in session.images}
     assert set(session.loaded_models()) == {"teacher", "student", "base"}
     assert all(m.class_names == tuple(CLASSES[:3]) for m in session.loaded_models().values())
+
+
+def test_the_unicam_reference_follows_the_loaded_dataset_but_not_a_chosen_folder(qtbot):
+    from kdx_gui.state.session import Session
+
+    session = Session()
+    session.set_dataset_folder("/data/demo")
+    session.update_settings(reference_folder="/data/demo")
+    session.set_dataset_folder("/data/mine")
+    assert session.settings.reference_folder == "/data/mine"
+    session.set_dataset_folder(None)
+    assert session.settings.reference_folder is None  # back to the gallery
+    session.set_dataset_folder("/data/mine")
+    session.update_settings(reference_folder="/data/hand-picked")
+    session.set_dataset_folder("/data/other")
+    assert session.settings.reference_folder == "/data/hand-picked"
