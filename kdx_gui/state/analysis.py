@@ -20,10 +20,12 @@ from kdx_gui.text import first_line
 REFERENCE_CACHE_SIZE = 4
 
 
-def load_slot_model(path: str, trust_pickle: bool, progress) -> LoadedModel:
-    """Load a model file and probe its layers for the slot's picker."""
-    progress.update(0.05, f"reading {Path(path).name}")
-    backend = load_model(path, trust_pickle=trust_pickle)
+def load_slot_model(path: str, trust_pickle: bool, progress, which: str | None = None,
+                    arch: str | None = None) -> LoadedModel:
+    """Load a model file (``which`` of a two-model checkpoint, ``arch`` for a state_dict) and probe its
+    layers for the slot's picker."""
+    progress.update(0.05, f"reading {Path(path).name}" + (f" ({which})" if which else ""))
+    backend = load_model(path, trust_pickle=trust_pickle, which=which, arch=arch)
     progress.update(0.6, "probing layers")
     layers = probe_layers(backend)
     try:

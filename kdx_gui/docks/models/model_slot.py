@@ -127,26 +127,6 @@ def roles_in_file(path: str, model: LoadedModel) -> tuple[str, ...]:
     return tuple(dict.fromkeys(roles)) if len(set(roles)) > 1 else ()
 
 
-def load_slot_model(path: str, trust_pickle: bool, progress, which: str | None = None,
-                    arch: str | None = None) -> LoadedModel:
-    """As ``analysis.load_slot_model``, with the loader's ``which`` and ``arch``."""
-    from kdx_gui.state import analysis
-
-    if which is None and arch is None:
-        return analysis.load_slot_model(path, trust_pickle, progress)
-    from kdx_engine.models import default_target_layer, load_model, probe_layers, stage_layers
-
-    progress.update(0.05, f"reading {Path(path).name}" + (f" ({which})" if which else ""))
-    backend = load_model(path, trust_pickle=trust_pickle, which=which, arch=arch)
-    progress.update(0.6, "probing layers")
-    layers = probe_layers(backend)
-    try:
-        target, note = default_target_layer(layers), None
-    except ValueError as exc:
-        target, note = None, str(exc)
-    return LoadedModel(backend, tuple(layers), target, tuple(stage_layers(layers)), trust_pickle, note)
-
-
 def describe_geometry(pre) -> str:
     if pre.resize:
         return f"resize {pre.resize}, crop {pre.input_size}"
@@ -264,9 +244,10 @@ class ModelSlot(QFrame):
 
         def work(progress):
             from kdx_engine.models import UntrustedPickleError
+            from kdx_gui.state import analysis
 
             try:
-                model = load_slot_model(path, trust_pickle, progress, which=which, arch=arch)
+                model = analysis.load_slot_model(path, trust_pickle, progress, which=which, arch=arch)
             except UntrustedPickleError as exc:
                 return NeedsTrust(str(exc))
             if which is None:
