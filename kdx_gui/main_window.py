@@ -285,6 +285,7 @@ class MainWindow(QMainWindow):
         return True
 
     def _clear_session(self) -> None:
+        self.jobs.cancel_all()  # models or images still loading belong to the old session (the engine's load stays)
         self._pending_current, self._pending_layers = None, {}
         self.session.clear()
         self.gallery.message.setVisible(False)

@@ -134,3 +134,14 @@ def test_the_unicam_reference_follows_the_loaded_dataset_but_not_a_chosen_folder
     session.update_settings(reference_folder="/data/hand-picked")
     session.set_dataset_folder("/data/other")
     assert session.settings.reference_folder == "/data/hand-picked"
+
+
+def test_a_model_still_loading_when_new_is_chosen_never_lands(window, qtbot, model_files, monkeypatch):
+    asked = []
+    monkeypatch.setattr(main_window.QMessageBox, "question", lambda *args, **kwargs: asked.append(args) or
+                        QMessageBox.StandardButton.Yes)
+    window.slots["teacher"].load(model_files["teacher"])
+    assert window.new_session()
+    wait_idle(qtbot, window)
+    assert window.session.models["teacher"] is None
+    assert window.session.is_empty()
