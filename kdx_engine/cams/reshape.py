@@ -8,16 +8,18 @@ distillation) tokens.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
 
 
-class ReshapeTransform:
+class ReshapeTransform(ABC):
     """A layer's output (or the gradient at it) as N×C×h×w; ValueError naming ``layer`` when it cannot."""
 
+    @abstractmethod
     def __call__(self, tensor: torch.Tensor, layer: str) -> torch.Tensor:
-        raise NotImplementedError
+        """The tensor laid out as N×C×h×w."""
 
 
 @dataclass(frozen=True)

@@ -231,12 +231,6 @@ class AttentionTab(QWidget):
         self.session.engineReady.connect(self.refresh)
         self.refresh()
 
-    def refresh(self, *_args) -> None:
-        raise NotImplementedError
-
-    def draw_picked(self, *_args) -> None:
-        raise NotImplementedError
-
 
 def reasons(records: dict[str, AttentionRecord], field: str) -> str:
     return "; ".join(f"{name}: {getattr(r, field)}" for name, r in records.items())
