@@ -2,14 +2,14 @@
 the share of Grad-CAM energy inside the object mask, for every model of the zoo; then UniCAM's
 distilled (S|B) and residual (B|S) maps against the same masks, for both score variants.
 
-    python benchmarks/demo_story.py [--zoo resources/models] [--n 1000] [--unicam-images 200]
+    python benchmarks/demo_story.py [--zoo kdx_engine/resources/models] [--n 1000] [--unicam-images 200]
 
 Prints Markdown tables (the README's). The test scenes are regenerated from the seed in zoo.json;
 the cue-shuffled and cue-aligned splits are the same scenes with other background tints. Grad-CAM
 targets each model's predicted class at its automatic layer; "mask area" is the object's share of
 the pixels, the energy share a map spread evenly over the image would have.
 
-UniCAM: reference set from the shipped labelled folder (resources/dataset, n = 16, seed 0, class
+UniCAM: reference set from the shipped labelled folder (kdx_engine/resources/dataset, n = 16, seed 0, class
 order of the models), queries the cue-independent test scenes that follow the folder's own (the
 folder holds the first 128 test scenes, so no query is a member), true labels given. Energy in mask
 is the mean over images with a 95% normal interval of the mean (images are independent); maps with
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kdx_engine.bundled import DEMO_DATASET, DEMO_MODELS
 from kdx_engine.cams import cam_method, energy_in_mask, resolve_targets
 from kdx_engine.data.images import LoadedImage
 from kdx_engine.models import load_model
@@ -44,12 +45,12 @@ STORY_MODELS = ("teacher", "base", "student", "student_vam_folded", "kdexplainer
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zoo", type=Path, default=Path(__file__).resolve().parents[1] / "resources" / "models")
+    parser.add_argument("--zoo", type=Path, default=DEMO_MODELS)
     parser.add_argument("--n", type=int, default=None, help="test images (default: the whole test split)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--unicam-images", type=int, default=200, help="UniCAM queries (0: no UniCAM rows)")
     parser.add_argument("--unicam-n", type=int, default=16, help="UniCAM n (reference images + the query)")
-    parser.add_argument("--reference", type=Path, default=Path(__file__).resolve().parents[1] / "resources" / "dataset")
+    parser.add_argument("--reference", type=Path, default=DEMO_DATASET)
     parser.add_argument("--skip-models", action="store_true", help="only the UniCAM rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -6,9 +6,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdx_engine import bundled
 from kdx_gui.state.session import ROLES
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+RESOURCES = bundled.RESOURCES
 STATE_DICT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 ROLE_WORDS = {"teacher": ("teacher",), "student": ("kd_student", "student_kd", "distilled", "student"),
               "base": ("base",)}

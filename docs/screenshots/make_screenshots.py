@@ -2,7 +2,7 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_screenshots.py
 
-Opens the bundled demo as `python main.py` does when it is built (resources/models), plus a synthetic
+Opens the bundled demo as `python main.py` does when it is built (kdx_engine/resources/models), plus a synthetic
 test split from the zoo's settings for dataset metrics; otherwise a stand-in made here: synthetic
 shape images from the engine's generator and untrained resnet8 models (their maps show the layout,
 not a distillation story), a VAM checkpoint and a KDExplainer with random attention and routing.
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from kdx_gui import _runtime  # noqa: E402
 
+from kdx_engine.bundled import DEMO_MODELS  # noqa: E402
 from kdx_gui.demo import Demo, find_demo  # noqa: E402
 from kdx_gui.main_window import MainWindow  # noqa: E402
 
@@ -73,7 +74,7 @@ def demo_test_split(folder: Path, n: int = 96) -> str:
 
     from kdx_engine.data.synthetic import SyntheticConfig, generate_split, write_image_folder
 
-    zoo = json.loads((ROOT / "resources" / "models" / "zoo.json").read_text())
+    zoo = json.loads((DEMO_MODELS / "zoo.json").read_text())
     config = SyntheticConfig.from_json(zoo["data"])
     return str(write_image_folder(generate_split(config, "test", n, cue_agreement=None), None, folder))
 

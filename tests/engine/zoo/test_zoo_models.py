@@ -5,12 +5,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from kdx_engine.bundled import DEMO_MODELS
 from kdx_engine.models import load_model
 from kdx_engine.train import model_inputs
 from kdx_engine.vam import has_vam_parameters
 from kdx_engine.zoo import fixed_test_slice, read_zoo
 
-ZOO_DIR = Path(__file__).resolve().parents[3] / "resources" / "models"
+ZOO_DIR = DEMO_MODELS
 SAMPLES_DIR = ZOO_DIR.parent / "samples"
 MANIFEST = read_zoo(ZOO_DIR)
 FILES = [(name, fmt) for name, model in MANIFEST.models.items() for fmt in model.files]

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import sys
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+# Commands that live in their own module, kdx_engine/cli/<name>.py, each with add_command(subparsers).
+COMMAND_MODULES: tuple[str, ...] = ()
 CAM_NAMES = "gradcam (default), gradcam++, xgradcam, layercam, hirescam, scorecam, ablationcam"
 
 
@@ -111,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--threads", type=int, default=1, help="CPU threads (fixed, for reproducible weights)")
     build.add_argument("--overwrite", action="store_true", help="replace existing --out and --samples folders")
     build.set_defaults(run=run_zoo_build)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"kdx_engine.cli.{name}").add_command(sub)
     return parser
 
 
@@ -138,19 +143,19 @@ def _view_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _figure_columns() -> tuple[str, ...]:
-    from .roles import PANEL_KEYS
+    from kdx_engine.roles import PANEL_KEYS
 
     return PANEL_KEYS
 
 
 def _load(path: Path, args):
-    from .models import load_model
+    from kdx_engine.models import load_model
 
     return load_model(path, arch=args.arch, which=args.which, trust_pickle=args.trust_pickle)
 
 
 def run_info(args) -> int:
-    from .models import architecture_families, default_target_layer, probe_layers, write_sidecar
+    from kdx_engine.models import architecture_families, default_target_layer, probe_layers, write_sidecar
 
     if args.list_archs:
         families = architecture_families()
@@ -211,9 +216,9 @@ def run_explain(args) -> int:
     _check_view_options(args)
     if args.method.lower() == "unicam":
         return run_unicam(args)
-    from .cams import TargetRule, cam_method
-    from .comparison import image_grid, maps_on_grid
-    from .data import to_batch
+    from kdx_engine.cams import TargetRule, cam_method
+    from kdx_engine.comparison import image_grid, maps_on_grid
+    from kdx_engine.data import to_batch
 
     if args.model is None:
         raise BadInput("--model is required for CAM methods (or use --method unicam with --teacher/--student)")
@@ -249,7 +254,7 @@ def run_explain(args) -> int:
 
 
 def _cam(method_class, backend, layer, batch_size):
-    from .models import probe_layers
+    from kdx_engine.models import probe_layers
 
     if layer is not None:
         names = [l.name for l in probe_layers(backend)]
@@ -260,7 +265,7 @@ def _cam(method_class, backend, layer, batch_size):
 
 
 def _read_images(paths):
-    from .data import collect_image_paths, load_images
+    from kdx_engine.data import collect_image_paths, load_images
 
     found = collect_image_paths(paths)
     if not found:
@@ -275,8 +280,8 @@ def _read_images(paths):
 
 def run_unicam(args) -> int:
     """The distilled and residual maps (S|B and B|S; S|T and T|S without a Base) of each image."""
-    from .comparison import ComparisonSettings, UniCamCache, compare_image
-    from .roles import ROLE_LETTERS, UNICAM_KEYS, unicam_pair
+    from kdx_engine.comparison import ComparisonSettings, UniCamCache, compare_image
+    from kdx_engine.roles import ROLE_LETTERS, UNICAM_KEYS, unicam_pair
 
     if args.teacher is None or args.student is None or args.reference is None:
         raise BadInput("UniCAM needs --teacher, --student and --reference (and optionally --base)")
@@ -318,10 +323,10 @@ def run_unicam(args) -> int:
 
 def run_export(args) -> int:
     """A figure panel of the comparisons of the given images, with its data folder."""
-    from .comparison import ComparisonSettings, UniCamCache, compare_image
-    from .comparison.export import check_export_location, export_comparisons
-    from .figures.figure_panel import FigureOptions
-    from .labels import class_index, label_hints
+    from kdx_engine.comparison import ComparisonSettings, UniCamCache, compare_image
+    from kdx_engine.comparison.export import check_export_location, export_comparisons
+    from kdx_engine.figures.figure_panel import FigureOptions
+    from kdx_engine.labels import class_index, label_hints
 
     _check_view_options(args)
     fmt = args.format or args.out.suffix.lower().lstrip(".")
@@ -347,7 +352,7 @@ def run_export(args) -> int:
     settings = ComparisonSettings(method=args.method.lower(), target_rule=rule, class_index=target_class or 0,
                                   unicam_variant=args.variant, reference_n=args.n, colormap=args.colormap,
                                   opacity=args.opacity, threshold=args.threshold, shared_scale=args.shared_scale)
-    from .cams import cam_method
+    from kdx_engine.cams import cam_method
 
     cam_method(settings.method)
     class_names = models["teacher"].backend.info.preprocessing.class_names
@@ -365,9 +370,9 @@ def run_export(args) -> int:
 
 
 def _comparison_models(args) -> dict:
-    from .comparison import ComparisonModel
-    from .models import default_target_layer, probe_layers
-    from .models.loading import check_same_classes
+    from kdx_engine.comparison import ComparisonModel
+    from kdx_engine.models import default_target_layer, probe_layers
+    from kdx_engine.models.loading import check_same_classes
 
     paths = {"teacher": args.teacher, "student": args.student, "base": args.base}
     backends = {role: _load(path, args) for role, path in paths.items() if path is not None}
@@ -383,7 +388,7 @@ def _comparison_models(args) -> dict:
 
 
 def _reference_set(args, models):
-    from .unicam import ReferenceSet
+    from kdx_engine.unicam import ReferenceSet
 
     return ReferenceSet.from_folder(args.reference, n=args.n, seed=args.seed,
                                     class_names=models["teacher"].backend.info.preprocessing.class_names)
@@ -391,7 +396,7 @@ def _reference_set(args, models):
 
 def _check_view_options(args) -> None:
     """Every drawing option is checked before anything is loaded, computed or written."""
-    from .figures import COLORMAPS
+    from kdx_engine.figures import COLORMAPS
 
     if args.colormap not in COLORMAPS:
         raise BadInput(f"--colormap {args.colormap!r}: use one of {', '.join(COLORMAPS)}")
@@ -402,7 +407,7 @@ def _check_view_options(args) -> None:
 
 
 def _check_unicam_options(args) -> None:
-    from .unicam import VARIANTS
+    from kdx_engine.unicam import VARIANTS
 
     if args.variant not in VARIANTS:
         raise BadInput(f"--variant {args.variant!r}: use one of {', '.join(VARIANTS)}")
@@ -418,7 +423,7 @@ class _MapWriter:
         self.out, self.overwrite, self.colormap, self.opacity = out, overwrite, colormap, opacity
 
     def check(self, stems: list[Path]) -> None:
-        from .output_paths import check_writable_folder
+        from kdx_engine.output_paths import check_writable_folder
 
         check_writable_folder(self.out)
         targets = [self.out / f"{stem}.{ext}" for stem in stems for ext in ("npy", "png")]
@@ -433,9 +438,9 @@ class _MapWriter:
         import numpy as np
         from PIL import Image
 
-        from .atomic_files import atomic_write_bytes
-        from .comparison import Panel, image_frame
-        from .figures import panel_scales, render_panel
+        from kdx_engine.atomic_files import atomic_write_bytes
+        from kdx_engine.comparison import Panel, image_frame
+        from kdx_engine.figures import panel_scales, render_panel
 
         folder = (self.out / stem).parent
         folder.mkdir(parents=True, exist_ok=True)
@@ -449,10 +454,10 @@ class _MapWriter:
         atomic_write_bytes(self.out / f"{stem}.png", png.getvalue())
 
     def manifest(self, record: dict) -> Path:
-        from .atomic_files import atomic_write_text
-        from .comparison import NORMALISATION
-        from .comparison.export import strict_json
-        from .provenance import package_versions
+        from kdx_engine.atomic_files import atomic_write_text
+        from kdx_engine.comparison import NORMALISATION
+        from kdx_engine.comparison.export import strict_json
+        from kdx_engine.provenance import package_versions
 
         data = {**record, "maps": {"grid": "each image's own pixel grid (scaled uniformly when its longer side "
                                            "exceeds 1024 px); NaN outside the model's crop",
@@ -470,7 +475,7 @@ def _image_record(image, name, grid) -> dict:
 
 
 def _model_record(backend, layer) -> dict:
-    from .comparison import ComparisonModel, model_record
+    from kdx_engine.comparison import ComparisonModel, model_record
 
     return model_record(ComparisonModel(backend, layer))
 
@@ -495,12 +500,12 @@ def _bar(total: int, what: str):
 def run_metrics(args) -> int:
     import numpy as np
 
-    from .data import ImageFolderDataset
-    from .jobs import Progress
-    from .metrics import dataset_metrics
-    from .models.loading import check_same_classes
+    from kdx_engine.data import ImageFolderDataset
+    from kdx_engine.jobs import Progress
+    from kdx_engine.metrics import dataset_metrics
+    from kdx_engine.models.loading import check_same_classes
 
-    from .output_paths import check_new_file
+    from kdx_engine.output_paths import check_new_file
 
     check_new_file(args.out, args.overwrite, "metrics")  # before hours of computing, not after
     if args.batch_size < 1:
@@ -551,8 +556,8 @@ class _FractionBar:
 
 
 def run_zoo_build(args) -> int:
-    from .jobs import Progress
-    from .zoo import FULL_PLAN, QUICK_PLAN, build_zoo
+    from kdx_engine.jobs import Progress
+    from kdx_engine.zoo import FULL_PLAN, QUICK_PLAN, build_zoo
 
     if args.threads < 1:
         raise BadInput("--threads must be at least 1")
@@ -580,7 +585,7 @@ def _target_rule(text: str, allow_true: bool) -> tuple[str, int | None]:
 
 
 def _unique_names(paths) -> list[str]:
-    from .comparison.export import unique_names
+    from kdx_engine.comparison.export import unique_names
 
     return unique_names(paths)
 
