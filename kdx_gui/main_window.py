@@ -98,6 +98,9 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+            # The layout is put back as it was saved: a narrow window's tabbed docks come apart again
+            # on the first resize to a wide window (set_compact acts on crossing the width).
+            self.compact = self.settings.window_was_compact()
 
     # --- layout --------------------------------------------------------------------------------
     def _build_layout(self) -> None:
@@ -479,7 +482,7 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Keep the settings and stop the worker thread (before the application quits)."""
-        self.settings.save_window(self.saveGeometry(), self.saveState())
+        self.settings.save_window(self.saveGeometry(), self.saveState(), self.compact)
         self.settings.save_view(self.session.settings.colormap, self.session.settings.opacity)
         self.settings.sync()
         self.jobs.shutdown()

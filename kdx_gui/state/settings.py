@@ -33,9 +33,14 @@ class AppSettings:
         value = self.store.value("window/state")
         return value if isinstance(value, QByteArray) and not value.isEmpty() else None
 
-    def save_window(self, geometry: QByteArray, state: QByteArray) -> None:
+    def window_was_compact(self) -> bool:
+        """Whether the saved dock layout is the narrow window's (Models tabbed beside Metrics)."""
+        return str(self.store.value("window/compact", "false")).lower() == "true"
+
+    def save_window(self, geometry: QByteArray, state: QByteArray, compact: bool = False) -> None:
         self.store.setValue("window/geometry", geometry)
         self.store.setValue("window/state", state)
+        self.store.setValue("window/compact", "true" if compact else "false")
 
     def colormap(self, default: str = "jet") -> str:
         value = self.store.value("view/colormap", default)

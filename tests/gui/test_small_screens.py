@@ -65,6 +65,27 @@ def test_the_canvas_stays_usable_on_small_and_large_windows(analysed, qtbot, siz
         assert analysed.canvas.columns == 4
 
 
+@pytest.mark.parametrize("size", [(1024, 700), (1600, 1000)])
+def test_the_model_slots_headers_fit_their_titles_and_buttons(analysed, qtbot, size):
+    from PySide6.QtWidgets import QLabel
+
+    _settle(qtbot, analysed, size)
+    analysed.models_dock.raise_()  # the current tab where the docks are tabified
+    qtbot.wait(100)
+    for role, slot in analysed.slots.items():
+        assert slot.isVisible(), role
+        heading = next(label for label in slot.findChildren(QLabel) if f">{slot.title}<" in label.text())
+        assert heading.fontMetrics().horizontalAdvance(slot.title) <= heading.width(), (role, heading.width())
+        heading_box = heading.geometry()
+        boxes = [heading_box]
+        for button in (slot.open_button, slot.preprocessing_button, slot.clear_button):
+            box = button.geometry()
+            assert slot.rect().contains(box), (role, button.text(), box, slot.rect())
+            assert button.fontMetrics().horizontalAdvance(button.text()) <= box.width(), (role, button.text())
+            assert not any(box.intersects(other) for other in boxes), (role, button.text())
+            boxes.append(box)
+
+
 def test_linked_zoom_still_sees_equal_panels_after_a_reflow(analysed, qtbot):
     _settle(qtbot, analysed, (1024, 700))
     _settle(qtbot, analysed, (1400, 900))
@@ -137,3 +158,21 @@ def test_vam_titles_break_between_words_and_the_grid_has_a_colour_bar(qtbot):
             line = layout.lineAt(i)
             end = text[line.textStart() + line.textLength() - 1]
             assert end in "._\u200b", (text, end)
+
+
+def test_a_layout_saved_on_a_narrow_window_comes_apart_on_a_wide_one(qtbot):
+    from kdx_gui.main_window import MainWindow
+
+    narrow = MainWindow()
+    qtbot.addWidget(narrow)
+    _settle(qtbot, narrow, (1024, 700))
+    assert narrow.dockWidgetArea(narrow.models_dock) == narrow.dockWidgetArea(narrow.metrics)
+    narrow.shutdown()  # saves geometry, dock state and that the layout was the narrow one
+    narrow.close()
+
+    wide = MainWindow()
+    qtbot.addWidget(wide)
+    _settle(qtbot, wide, (1600, 1000))
+    assert wide.dockWidgetArea(wide.models_dock) != wide.dockWidgetArea(wide.metrics)
+    assert wide.models_dock.isVisible() and wide.metrics.isVisible()
+    wide.shutdown()
