@@ -107,8 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
     build = zoo_sub.add_parser("build", help="train the demo models on the synthetic shapes (about 15 min "
                                              "on 2 CPU cores) and write them with zoo.json")
-    build.add_argument("--out", type=Path, default=Path("resources/models"), help="folder for the models")
-    build.add_argument("--samples", type=Path, default=Path("resources/samples"),
+    # Both folders are named by the user: an installed package is never written to.
+    build.add_argument("--out", type=Path, required=True, help="folder for the models and zoo.json")
+    build.add_argument("--samples", type=Path, required=True,
                        help="folder for the gallery's sample images and masks")
     build.add_argument("--quick", action="store_true", help="tiny data and one epoch each (a smoke test)")
     build.add_argument("--threads", type=int, default=1, help="CPU threads (fixed, for reproducible weights)")
