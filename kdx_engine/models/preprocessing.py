@@ -19,6 +19,7 @@ SIDECAR_SUFFIX = ".kdx.json"
 SIDECAR_VERSION = 1
 MAX_INPUT_SIZE = 4096
 MAX_RESIZE = 2 * MAX_INPUT_SIZE
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 def _is_integer(value) -> bool:
@@ -55,6 +56,8 @@ class Preprocessing:
     class_names: tuple[str, ...] = ()
     architecture: str | None = None
     source: str = "imagenet-default"
+    distillation_temperature: float | None = None  # τ the model was distilled at, when known (optional)
+    interpolation: str = "bilinear"  # of the resize: "bilinear", "bicubic" (timm's usual) or "nearest"
 
     def __post_init__(self) -> None:
         """Values checked however the config is made: a bad one is a ValueError naming the field."""
@@ -68,6 +71,13 @@ class Preprocessing:
         object.__setattr__(self, "class_names", tuple(self.class_names))
         if self.architecture is not None and not isinstance(self.architecture, str):
             raise ValueError(f"'architecture' must be a string or null, got {self.architecture!r}")
+        tau = self.distillation_temperature
+        if tau is not None:
+            if not _is_number(tau) or not math.isfinite(tau) or tau <= 0:
+                raise ValueError(f"'distillation_temperature' must be a number above zero or null, got {tau!r}")
+            object.__setattr__(self, "distillation_temperature", float(tau))
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"'interpolation' must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}")
 
     def with_classes(self, class_names) -> "Preprocessing":
         return dataclasses.replace(self, class_names=tuple(class_names))
@@ -78,6 +88,10 @@ class Preprocessing:
         data["mean"], data["std"] = list(self.mean), list(self.std)
         data["class_names"] = list(self.class_names)
         data.pop("source")
+        if data["distillation_temperature"] is None:
+            data.pop("distillation_temperature")  # optional: sidecars without it stay as they were
+        if data["interpolation"] == "bilinear":
+            data.pop("interpolation")  # the default: sidecars without it stay as they were
         return data
 
     @classmethod

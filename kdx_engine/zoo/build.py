@@ -245,8 +245,16 @@ def _training_record(recipe: str, settings: dict, data: list[str], epochs: int, 
             "seconds": round(run.seconds, 1), "final_loss": round(run.losses[-1], 4)}
 
 
+def _distillation_temperature(training: dict) -> float | None:
+    """τ of a KD recipe's settings (VAM nests them under ``kd``), for the sidecar; None without KD."""
+    settings = training.get("settings") or {}
+    tau = settings.get("tau", (settings.get("kd") or {}).get("tau"))
+    return float(tau) if tau is not None else None
+
+
 def _write_model(folder: Path, trained: _Trained, class_names, slice_data: TrainingData) -> ZooModel:
-    preprocessing = _preset(trained.architecture, class_names)
+    preprocessing = dataclasses.replace(_preset(trained.architecture, class_names),
+                                        distillation_temperature=_distillation_temperature(trained.training))
     model = trained.model.eval()
     files = {"state_dict": f"{trained.name}.pth"}
     save_state_dict(model.state_dict(), folder / files["state_dict"], preprocessing)

@@ -170,7 +170,8 @@ class PreprocessingDialog(QDialog):
         return Preprocessing(
             input_size=self.input_size.value(), resize=self.resize_box.value() or None,
             mean=parse_numbers("mean", self.mean_edit.text()), std=parse_numbers("std", self.std_edit.text()),
-            class_names=names, architecture=arch, source="sidecar")
+            class_names=names, architecture=arch, source="sidecar",
+            distillation_temperature=self.model.info.preprocessing.distillation_temperature)
 
     def show_error(self, message: str) -> None:
         self.error_label.setText(f"⚠ {message}")

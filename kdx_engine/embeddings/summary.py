@@ -1,0 +1,47 @@
+"""The embedding numbers of a set of images as one record: per model the leave-one-out k-NN accuracy
+of its penultimate features (overall and per class), per pair of models the neighbourhood overlap;
+saves itself as JSON, and the dark knowledge of the same outputs beside it."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..dark_knowledge import DEFAULT_TAU, MEAN_INTERVAL, PROPORTION_INTERVAL, DarkKnowledge, json_ready, dark_knowledge
+from .features import FEATURE_LAYER, ModelOutputs
+from .neighbours import DEFAULT_K, KnnAccuracy, NeighbourhoodOverlap, knn_accuracy, neighbourhood_overlap
+
+PAIRS = (("teacher", "student"), ("teacher", "base"), ("student", "base"))
+
+
+@dataclass(frozen=True)
+class EmbeddingMetrics:
+    """k-NN accuracy per model and neighbourhood overlap per pair (``"teacher-student"``, …)."""
+
+    n: int
+    n_labelled: int
+    k: int
+    knn: dict[str, KnnAccuracy]
+    overlap: dict[str, NeighbourhoodOverlap]
+    class_names: tuple[str, ...] = ()
+    feature_layer: str = FEATURE_LAYER
+    distance: str = "Euclidean, on the raw penultimate features"
+    interval: dict = field(default_factory=lambda: {"knn": PROPORTION_INTERVAL, "overlap": MEAN_INTERVAL})
+
+    def to_json(self) -> dict:
+        return json_ready(asdict(self))
+
+
+def embedding_metrics(outputs: ModelOutputs, k: int = DEFAULT_K) -> EmbeddingMetrics:
+    """k-NN accuracy of each model's features and the overlap of every pair of loaded models."""
+    labels = outputs.labels
+    n_labelled = sum(label is not None for label in labels)
+    if n_labelled < k + 1:
+        raise ValueError(f"k-NN accuracy with k = {k} needs at least {k + 1} labelled images, got {n_labelled}")
+    knn = {role: knn_accuracy(features, labels, k) for role, features in outputs.features.items()}
+    overlap = {f"{a}-{b}": neighbourhood_overlap(outputs.features[a], outputs.features[b], labels, k)
+               for a, b in PAIRS if a in outputs.features and b in outputs.features}
+    return EmbeddingMetrics(outputs.n, n_labelled, k, knn, overlap, outputs.class_names)
+
+
+def outputs_dark_knowledge(outputs: ModelOutputs, tau: float = DEFAULT_TAU) -> DarkKnowledge:
+    """Dark knowledge (KL against τ, similar classes, agreement) of the same outputs' logits."""
+    return dark_knowledge(outputs.logits, outputs.labels, tau, class_names=outputs.class_names)
