@@ -1,1 +1,11 @@
-"""Dataset scans: every image of a dataset explained and scored into one table (in process or on Ray)."""
+"""Dataset scans (PRODUCT §7b): every image of a dataset explained and scored into one table, in
+process (``run_scan``) or on a Ray cluster (``ray_engine.run_scan_on_ray``, needs the ``ray`` extra)."""
+from .job import ScanJob, prepare_scan, reference_set
+from .local_engine import ScanSummary, run_scan
+from .measures import ImageResult, ScanSettings, column_name, map_key, scan_batch
+from .models import ScanModels, comparison_models
+from .table import CSV, TABLE, read_map, table_schema
+
+__all__ = ["CSV", "TABLE", "ImageResult", "ScanJob", "ScanModels", "ScanSettings", "ScanSummary", "column_name",
+           "comparison_models", "map_key", "prepare_scan", "read_map", "reference_set", "run_scan", "scan_batch",
+           "table_schema"]

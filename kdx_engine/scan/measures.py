@@ -1,0 +1,320 @@
+"""Every measure of a dataset scan for one batch of images: one forward per model and batch.
+
+Per image: each model's prediction and top-k probabilities, KL(T‖S), each model's CAM at its layer
+(placed on the image's pixel grid, as ``compare_image`` places it), the T–S map agreement (Pearson,
+Spearman, top-20% IoU over the pixels both models see), energy in the mask and the pointing game,
+deletion and insertion AUC (``cams.faithfulness``, at the model's input), and with UniCAM the
+distilled and residual maps and their energy in the mask. The UniCAM maps reuse the batch's
+Grad-CAM forward (its VJP is taken again with UniCAM's seed), so they cost no forward of their own.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..cams import (TargetRule, cam_method, compare_maps, deletion_insertion, energy_in_mask, pointing_game)
+from ..cams.targets import CamTarget, GradientSeed
+from ..comparison import ComparisonModel, image_grid, maps_on_grid
+from ..comparison.image_grid import crop_window, mask_on_grid
+from ..data.images import LoadedImage, to_batch
+from ..messages import first_line
+from ..models.backend import PENULTIMATE
+from ..roles import ROLES, UNICAM_KEYS, unicam_pair
+from ..unicam import UniCamCAM
+from ..comparison import UniCamCache
+
+MODEL_ERRORS = (ValueError, RuntimeError, KeyError, IndexError, TypeError)
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """What a scan computes: CAM methods, target rule, top-k, faithfulness steps (0: none) and UniCAM."""
+
+    methods: tuple[str, ...] = ("gradcam",)
+    target_rule: str = "predicted"
+    top_k: int = 3
+    faithfulness_steps: int = 20
+    faithfulness_baseline: str = "blur"
+    unicam: bool = False
+    unicam_variant: str = "label-free"
+    reference_n: int = 16
+    seed: int = 0
+    save_maps: bool = True
+
+    def to_json(self) -> dict:
+        return {"methods": list(self.methods), "target_rule": self.target_rule, "top_k": self.top_k,
+                "faithfulness_steps": self.faithfulness_steps, "faithfulness_baseline": self.faithfulness_baseline,
+                "unicam": self.unicam, "unicam_variant": self.unicam_variant, "reference_n": self.reference_n,
+                "seed": self.seed, "save_maps": self.save_maps}
+
+
+@dataclass
+class ImageResult:
+    """One image's row (column → value) and its maps on the image grid (map key → H×W float32)."""
+
+    row: dict
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def column_name(method: str) -> str:
+    """A method's name as a column prefix (``gradcam++`` → ``gradcampp``)."""
+    return method.replace("+", "p").replace("-", "_")
+
+
+def map_key(method: str, role: str) -> str:
+    return f"{column_name(method)}_{role}"
+
+
+def scan_batch(models: Mapping[str, ComparisonModel], images: Sequence[LoadedImage], labels: Sequence[int | None],
+               settings: ScanSettings, reference=None, unicam_cache: UniCamCache | None = None) -> list[ImageResult]:
+    """The rows (and maps) of ``images``: one forward per model and method family for the whole batch."""
+    roles = [role for role in ROLES if role in models]
+    results = [ImageResult(_image_columns(image, label, models)) for image, label in zip(images, labels)]
+    if not images:
+        return results
+    class_names = tuple(models[roles[0]].backend.info.preprocessing.class_names)
+    grids = [image_grid(*image.rgb.shape[:2]) for image in images]
+    masks = [mask_on_grid(image.mask, grid) for image, grid in zip(images, grids)]
+    unicam_roles = {r for key in UNICAM_KEYS for r in unicam_pair(key, roles)} if settings.unicam else set()
+    probabilities: dict[str, torch.Tensor] = {}
+    placed: dict[tuple[str, str], list[np.ndarray | None]] = {}
+    forwards: dict[str, object] = {}
+    for role in roles:
+        model = models[role]
+        x = to_batch(list(images), model.backend.info.preprocessing).to(model.backend.device)
+        shared_forward = None
+        for method_name in settings.methods:
+            key = map_key(method_name, role)
+            try:
+                if model.layer is None:
+                    raise ValueError(model.note or "no target layer chosen")
+                method = cam_method(method_name)(model.backend, layer=model.layer)
+                if method.uses_gradients and shared_forward is not None:
+                    forward = shared_forward
+                else:
+                    extra = (PENULTIMATE,) if role in unicam_roles and method.uses_gradients else ()
+                    forward = _run_forward(method, x, extra)
+                    if method.uses_gradients:
+                        shared_forward = forward
+                explanation = method.from_forward(x, forward, TargetRule(settings.target_rule, labels=tuple(labels)))
+            except MODEL_ERRORS as exc:
+                for result in results:
+                    result.row[f"{key}_note"] = f"{method_name} failed: {first_line(exc)}"
+                placed[(method_name, role)] = [None] * len(images)
+                continue
+            if role not in probabilities:
+                probabilities[role] = torch.softmax(explanation.logits.double(), dim=1).cpu()
+            if method.uses_gradients and role in unicam_roles and role not in forwards:
+                forwards[role] = forward
+            placed[(method_name, role)] = _method_columns(results, images, grids, masks, model, method_name, role,
+                                                          explanation, x, settings)
+        if role not in probabilities:
+            logits = _logits_or_none(model.backend, x)
+            if logits is not None:
+                probabilities[role] = torch.softmax(logits.double(), dim=1).cpu()
+    for role, probs in probabilities.items():
+        _prediction_columns(results, role, probs, labels, class_names, settings.top_k)
+    _kl_column(results, probabilities)
+    for method_name in settings.methods:
+        _agreement_columns(results, images, grids, models, method_name, placed)
+    if settings.unicam:
+        _unicam_columns(results, images, labels, grids, masks, models, roles, settings, reference,
+                        unicam_cache or UniCamCache(), forwards)
+    return results
+
+
+def _run_forward(method, x, extra):
+    if extra:
+        try:
+            return method.run_forward(x, extra)
+        except MODEL_ERRORS:
+            pass  # UniCAM then reports the problem in its columns
+    return method.run_forward(x)
+
+
+def _logits_or_none(backend, x):
+    try:
+        return backend.logits(x)
+    except MODEL_ERRORS:
+        return None
+
+
+def _image_columns(image: LoadedImage, label, models) -> dict:
+    roles = [role for role in ROLES if role in models]
+    names = tuple(models[roles[0]].backend.info.preprocessing.class_names) if roles else ()
+    return {"label": label, "label_name": names[label] if label is not None and label < len(names) else None,
+            "width": int(image.rgb.shape[1]), "height": int(image.rgb.shape[0]),
+            "has_mask": image.mask is not None, "mask_share": float(image.mask.mean()) if image.mask is not None
+            else None, "notes": "; ".join(image.notes) or None, "error": None}
+
+
+def _method_columns(results, images, grids, masks, model, method_name, role, explanation, x, settings):
+    """Target, note, energy in mask and pointing game per image; deletion/insertion AUC; the maps."""
+    key = map_key(method_name, role)
+    pre = model.backend.info.preprocessing
+    maps = []
+    for i, (result, image, grid, mask) in enumerate(zip(results, images, grids, masks)):
+        values = maps_on_grid(explanation.low_res[i:i + 1], image.rgb.shape[:2], pre, grid)[0]
+        maps.append(values)
+        row = result.row
+        row[f"{key}_target"] = int(explanation.targets[i])
+        row[f"{key}_note"] = explanation.notes[i]
+        if mask is not None:
+            rows, cols = crop_window(image.rgb.shape[:2], pre, grid)
+            inside, seen = mask[rows, cols], values[rows, cols]
+            row[f"{key}_energy"] = _number(energy_in_mask(seen, inside)) if seen.size else math.nan
+            row[f"{key}_pointing"] = _number(pointing_game(seen, inside)) if seen.size else math.nan
+        if settings.save_maps:
+            result.maps[key] = values.astype(np.float32)
+    if settings.faithfulness_steps > 0:
+        scores = _faithfulness(model.backend, x, explanation, settings)
+        for i, result in enumerate(results):
+            result.row[f"{key}_deletion_auc"] = float(scores.deletion_auc[i])
+            result.row[f"{key}_insertion_auc"] = float(scores.insertion_auc[i])
+    return maps
+
+
+def _faithfulness(backend, x, explanation, settings):
+    return deletion_insertion(x, explanation.maps, backend.logits, explanation.targets,
+                              steps=settings.faithfulness_steps, baseline=settings.faithfulness_baseline,
+                              batch_size=max(64, x.shape[0]))
+
+
+def _number(value) -> float:
+    return float(value.value)
+
+
+def _prediction_columns(results, role, probs, labels, class_names, top_k) -> None:
+    k = min(top_k, probs.shape[1])
+    top = torch.topk(probs, k, dim=1)
+    for i, result in enumerate(results):
+        row = result.row
+        predicted = int(top.indices[i, 0])
+        row[f"{role}_predicted"] = predicted
+        row[f"{role}_predicted_name"] = class_names[predicted] if predicted < len(class_names) else str(predicted)
+        row[f"{role}_confidence"] = float(top.values[i, 0])
+        row[f"{role}_correct"] = None if labels[i] is None else bool(predicted == labels[i])
+        for rank in range(k):
+            row[f"{role}_top{rank + 1}_class"] = int(top.indices[i, rank])
+            row[f"{role}_top{rank + 1}_prob"] = float(top.values[i, rank])
+
+
+def _kl_column(results, probabilities) -> None:
+    """KL(T‖S) in nats, as ``compare_image`` computes it (probabilities clipped at 1e-12)."""
+    if "teacher" not in probabilities or "student" not in probabilities:
+        return
+    p = np.clip(probabilities["teacher"].numpy(), 1e-12, 1.0)
+    q = np.clip(probabilities["student"].numpy(), 1e-12, 1.0)
+    kl = np.sum(p * (np.log(p) - np.log(q)), axis=1)
+    for result, value in zip(results, kl):
+        result.row["kl_teacher_student"] = float(value)
+
+
+def _agreement_columns(results, images, grids, models, method_name, placed) -> None:
+    """T–S Pearson, Spearman and top-20% IoU over the pixels both models see (as ``compare_image``)."""
+    teacher, student = placed.get((method_name, "teacher")), placed.get((method_name, "student"))
+    if teacher is None or student is None:
+        return
+    prefix = f"{column_name(method_name)}_ts"
+    for i, (result, image, grid) in enumerate(zip(results, images, grids)):
+        if teacher[i] is None or student[i] is None:
+            continue
+        rows, cols = common_window(image.rgb.shape[:2], grid, models["teacher"], models["student"])
+        a, b = teacher[i][rows, cols], student[i][rows, cols]
+        if a.size == 0:
+            result.row[f"{prefix}_note"] = "the Teacher's and the Student's crops do not overlap"
+            continue
+        metrics = compare_maps(a, b)
+        result.row[f"{prefix}_pearson"] = _number(metrics.pearson)
+        result.row[f"{prefix}_spearman"] = _number(metrics.spearman)
+        result.row[f"{prefix}_top_iou"] = _number(metrics.top_iou)
+        reasons = [m.reason for m in (metrics.pearson, metrics.spearman, metrics.top_iou) if m.reason]
+        result.row[f"{prefix}_note"] = reasons[0] if reasons else None
+
+
+def common_window(shape, grid, *models: ComparisonModel) -> tuple[slice, slice]:
+    """The grid pixels every model's crop covers, as (rows, cols) slices."""
+    windows = [crop_window(shape, m.backend.info.preprocessing, grid) for m in models]
+    rows = slice(max(w[0].start for w in windows), min(w[0].stop for w in windows))
+    cols = slice(max(w[1].start for w in windows), min(w[1].stop for w in windows))
+    return rows, cols
+
+
+class _QueryRows:
+    """The one attribute a UniCAM target's seed reads: the query's feature rows."""
+
+    def __init__(self, activations):
+        self.activations = activations
+
+
+@dataclass(frozen=True, eq=False)
+class BatchUniCamTarget(CamTarget):
+    """Per-image UniCAM targets seeding one backward pass of a batch: query i's score depends on its own
+    feature row only (the reference rows are constants), so the stacked seeds give every image its own
+    ∂L_i/∂A_i in one VJP."""
+
+    targets: tuple
+
+    reads_logits = False
+
+    def seed(self, forward) -> GradientSeed:
+        layer = self.targets[0].feature_layer
+        rows = forward.activations[layer]
+        seeds = [t.seed(_QueryRows({layer: rows[i:i + 1]})) for i, t in enumerate(self.targets)]
+        order = iter(seeds)  # the pipeline reads one note per image, in batch order
+
+        def note(raw, grads):
+            return next(order).blank_note(raw, grads)
+
+        return GradientSeed({layer: torch.cat([s.cotangents[layer] for s in seeds])},
+                            tuple(i for s in seeds for i in s.indices), seeds[0].rule, blank_note=note,
+                            details={"unicam": [s.details.get("unicam", {}) for s in seeds]})
+
+
+def _unicam_columns(results, images, labels, grids, masks, models, roles, settings, reference, cache, forwards):
+    for key in UNICAM_KEYS:
+        x_role, y_role = unicam_pair(key, roles)
+        column = f"unicam_{key}"
+        try:
+            if x_role not in models or y_role not in models:
+                raise ValueError(f"needs the {x_role} and the {y_role} model")
+            if reference is None:
+                raise ValueError("no UniCAM reference set")
+            x_model, y_model = models[x_role], models[y_role]
+            if x_model.layer is None:
+                raise ValueError(x_model.note or "no target layer chosen")
+            explainer = cache.explainer(x_model, y_model, reference, settings.unicam_variant, models.get("teacher"))
+            x_forward, y_forward = forwards.get(x_role), forwards.get(y_role)
+            if x_forward is None or getattr(x_forward, "grad_layer", None) != explainer.layer \
+                    or explainer.feature_layer not in x_forward.activations:
+                x_forward = UniCamCAM(x_model.backend, layer=explainer.layer).run_forward(
+                    to_batch(list(images), x_model.backend.info.preprocessing), [explainer.feature_layer])
+            if y_forward is None or explainer.feature_layer not in y_forward.activations:
+                y_forward = y_model.backend.forward(to_batch(list(images), y_model.backend.info.preprocessing),
+                                                    [explainer.feature_layer])
+            query_y = y_forward.activations[explainer.feature_layer]
+            target = BatchUniCamTarget(tuple(explainer.target_for(query_y[i:i + 1], image, label)
+                                             for i, (image, label) in enumerate(zip(images, labels))))
+            size = (x_model.backend.info.preprocessing.input_size,) * 2
+            explanation = UniCamCAM(x_model.backend, layer=explainer.layer).explain_forward(x_forward, target, size)
+        except MODEL_ERRORS as exc:
+            for result in results:
+                result.row[f"{column}_note"] = f"UniCAM failed: {first_line(exc)}"
+            continue
+        pre = x_model.backend.info.preprocessing
+        details = explanation.details.get("unicam", [])
+        for i, (result, image, grid, mask) in enumerate(zip(results, images, grids, masks)):
+            values = maps_on_grid(explanation.low_res[i:i + 1], image.rgb.shape[:2], pre, grid)[0]
+            result.row[f"{column}_note"] = explanation.notes[i]
+            result.row[f"{column}_score"] = details[i].get("score") if i < len(details) else None
+            if mask is not None:
+                rows, cols = crop_window(image.rgb.shape[:2], pre, grid)
+                seen = values[rows, cols]
+                result.row[f"{column}_energy"] = _number(energy_in_mask(seen, mask[rows, cols])) \
+                    if seen.size else math.nan
+            if settings.save_maps:
+                result.maps[column] = values.astype(np.float32)
