@@ -13,7 +13,7 @@ from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 # Commands that live in their own module, kdx_engine/cli/<name>.py, each with add_command(subparsers).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("scan", "concepts")
 CAM_NAMES = "gradcam (default), gradcam++, xgradcam, layercam, hirescam, scorecam, ablationcam"
 
 
