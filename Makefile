@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test lint bench clean package
 
 venv: $(STAMP)
 
@@ -27,6 +27,14 @@ lint: venv
 
 test: venv lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -p no:logging
+
+# The desktop bundle, one folder: dist/kdx/ with kdx-gui (the window on the demo), kdx (the command line),
+# kdx.desktop, install_desktop_entry.sh and the icons. PyInstaller comes from the `package` extra; nothing
+# else is downloaded. Takes many minutes (torch is collected whole); see packaging/kdx.spec.
+package: venv
+	$(BIN)/python -m pip install -q -e '.[package]'
+	$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/package packaging/kdx.spec
+	du -sh dist/kdx
 
 clean:
 	rm -rf $(VENV)
