@@ -22,6 +22,7 @@ def test_predictions_show_top_k_bars_and_kl(window, qtbot, model_files, image_tr
     window.gallery.add_paths([str(image_tree)])
     wait_idle(qtbot, window)
     view, session = window.metrics.predictions, window.session
+    view.set_temperature(1.0)  # τ = 1: the models' own softmax (tests/gui/test_dark_knowledge_view.py softens)
     item = session.current_image
 
     probs = {}

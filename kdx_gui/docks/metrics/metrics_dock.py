@@ -1,4 +1,5 @@
-"""The metrics dock: tabs for predictions, layers (FSS, CKA), relevance (RS), VAM and KDExplainer.
+"""The metrics dock: tabs for predictions, dark knowledge, embeddings, layers (FSS, CKA), relevance (RS),
+VAM and KDExplainer.
 
 Tabs other than Predictions are built when first shown (or first asked for): their plots cost a
 noticeable part of the window's start-up.
@@ -9,7 +10,10 @@ from typing import Callable
 
 from PySide6.QtWidgets import QDockWidget, QTabWidget, QVBoxLayout, QWidget
 
+from kdx_gui.docks.metrics.dark_knowledge_view import DarkKnowledgeView
 from kdx_gui.docks.metrics.dataset_metrics_view import DatasetMetricsRunner, LayerMetricsView, RelevanceView
+from kdx_gui.docks.metrics.embedding_view import EmbeddingView
+from kdx_gui.docks.metrics.feature_outputs import FeatureOutputs
 from kdx_gui.docks.metrics.prediction_view import PredictionView
 from kdx_gui.docks.metrics.routing_view import RoutingView
 from kdx_gui.docks.metrics.vam_view import VamView
@@ -41,15 +45,18 @@ class MetricsDock(QDockWidget):
         self.tabs = QTabWidget()
         self.predictions = PredictionView(session)
         self.dataset_runner = DatasetMetricsRunner(session, jobs, settings)
+        self.feature_outputs = FeatureOutputs(session, jobs, self)
         self._pages = {
+            "dark_knowledge": _LazyTab(lambda: DarkKnowledgeView(session, self.feature_outputs)),
+            "embeddings": _LazyTab(lambda: EmbeddingView(session, jobs, self.feature_outputs)),
             "layers": _LazyTab(lambda: LayerMetricsView(session, self.dataset_runner)),
             "relevance": _LazyTab(lambda: RelevanceView(session)),
             "vam": _LazyTab(lambda: VamView(session, settings)),
             "routing": _LazyTab(lambda: RoutingView(session, settings)),
         }
         self.tabs.addTab(self.predictions, "Predictions")
-        for key, title in (("layers", "Layers"), ("relevance", "Relevance"), ("vam", "VAM"),
-                           ("routing", "KDExplainer")):
+        for key, title in (("dark_knowledge", "Dark knowledge"), ("embeddings", "Embeddings"), ("layers", "Layers"),
+                           ("relevance", "Relevance"), ("vam", "VAM"), ("routing", "KDExplainer")):
             self.tabs.addTab(self._pages[key], title)
         self.tabs.currentChanged.connect(self._build_current)
         self.setWidget(self.tabs)
@@ -64,6 +71,14 @@ class MetricsDock(QDockWidget):
         page = self._pages.get(key)
         self.tabs.setCurrentWidget(page if page is not None else self.predictions)
         return page.ensure() if page is not None else self.predictions
+
+    @property
+    def dark_knowledge(self) -> DarkKnowledgeView:
+        return self._pages["dark_knowledge"].ensure()
+
+    @property
+    def embeddings(self) -> EmbeddingView:
+        return self._pages["embeddings"].ensure()
 
     @property
     def layers(self) -> LayerMetricsView:

@@ -1,0 +1,114 @@
+"""Dark knowledge over the dataset (or gallery): mean KL(T‖S) and KL(T‖B) against the temperature τ
+(log axis) with 95% intervals of the mean, the "similar classes" table at the chosen τ (the classes
+that carry the most softened Teacher mass besides the true class, and how much of it the Student and
+the Base give them), and T–S / T–B top-1 and top-k agreement. The features job is shared with the
+Embeddings tab; everything here is recomputed from its logits (numpy, milliseconds)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QLabel, QWidget
+
+from kdx_engine.dark_knowledge import MEAN_INTERVAL, PROPORTION_INTERVAL, dark_knowledge
+from kdx_gui.docks.metrics.embedding_view import interval_text
+from kdx_gui.docks.metrics.feature_outputs import FeatureOutputs, FeatureOutputsControls
+from kdx_gui.docks.metrics.prediction_view import TemperatureSlider, preset_temperature
+from kdx_gui.state.session import ROLE_COLOURS, ROLE_LETTERS, ROLE_TITLES, Session
+from kdx_gui.widgets.layout import headers_over_views
+from kdx_gui.widgets.plots import plain_axes
+from kdx_gui.widgets.tables import CopyableTable
+
+
+class DarkKnowledgeView(QWidget):
+    def __init__(self, session: Session, outputs: FeatureOutputs, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session, self.outputs = session, outputs
+        self.controls = FeatureOutputsControls(outputs)
+        self.temperature = TemperatureSlider(preset_temperature(session)[0])
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.plot = pg.PlotWidget()
+        self.plot_item: pg.PlotItem = self.plot.getPlotItem()
+        self.plot_item.setLogMode(x=True, y=False)
+        self.plot_item.setLabel("bottom", "temperature τ (log scale)")
+        self.plot_item.setLabel("left", "mean KL(T‖M), nats")
+        self.plot_item.setTitle("KL from the Teacher against τ (95% interval of the mean)", size="9pt")
+        self.plot_item.showGrid(x=True, y=True, alpha=0.3)
+        self.plot_item.setMouseEnabled(False, False)
+        self.plot_item.hideButtons()
+        plain_axes(self.plot_item)
+        self.legend = self.plot_item.addLegend(offset=(-10, 10))
+        self.plot.setMinimumHeight(170)
+        self.similar_table = CopyableTable(["true class", "similar class", "Teacher mass", "Student mass", "Base mass"])
+        self.agreement_table = CopyableTable(["models", "top-1 agreement", "top-k agreement", "KL at τ"])
+        self.curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.result = None
+        headers_over_views(self, [self.controls, self.temperature, self.summary],
+                           [self.plot, self.similar_table, self.agreement_table], [220, 160, 90])
+        self.temperature.temperatureChanged.connect(self.refresh)
+        outputs.changed.connect(self.refresh)
+        session.modelChanged.connect(self._model_changed)
+        self.refresh()
+
+    def set_temperature(self, tau: float) -> None:
+        self.temperature.set_temperature(tau)
+
+    def _model_changed(self, role: str) -> None:
+        if role == "student":
+            self.temperature.set_temperature(preset_temperature(self.session)[0])
+
+    def refresh(self, *_args) -> None:
+        outputs = self.outputs.outputs
+        self.plot_item.clear()
+        self.legend.clear()
+        self.curves = {}
+        if outputs is None or "teacher" not in outputs.logits:
+            self.result = None
+            self.summary.setText("Dark knowledge: press Run to compute the models' outputs over the images.")
+            self.similar_table.set_rows([])
+            self.agreement_table.set_rows([])
+            return
+        tau = self.temperature.temperature()
+        names = outputs.class_names or self.session.class_names()
+        self.result = result = dark_knowledge(outputs.logits, outputs.labels, tau, class_names=names)
+        self._draw_curves(result, tau)
+        self._fill_tables(result, names)
+        preset, origin = preset_temperature(self.session)
+        kls = [f"KL(T‖{ROLE_LETTERS[r]}) = {interval_text(result.kl_at(r, tau))}" for r in result.curves]
+        self.summary.setText(f"τ = {tau:.2f} (preset {preset:g} from {origin}) · n = {result.n} · "
+                             + " · ".join(kls) + f" · intervals: {MEAN_INTERVAL}; agreement: {PROPORTION_INTERVAL}")
+
+    def _draw_curves(self, result, tau: float) -> None:
+        for role, points in result.curves.items():
+            x = np.array([p.tau for p in points])
+            y = np.array([p.kl.value for p in points])
+            low = np.array([p.kl.low if math.isfinite(p.kl.low) else p.kl.value for p in points])
+            high = np.array([p.kl.high if math.isfinite(p.kl.high) else p.kl.value for p in points])
+            colour = ROLE_COLOURS[role]
+            lower = self.plot_item.plot(x, low, pen=pg.mkPen(colour, width=0.5))
+            upper = self.plot_item.plot(x, high, pen=pg.mkPen(colour, width=0.5))
+            band = pg.FillBetweenItem(lower, upper, brush=pg.mkBrush(pg.mkColor(colour).lighter(170)))
+            self.plot_item.addItem(band)
+            self.plot_item.plot(x, y, pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=5, symbolBrush=colour,
+                                symbolPen=colour, name=f"KL(T‖{ROLE_LETTERS[role]}), {ROLE_TITLES[role]}")
+            self.curves[role] = (x, y, low, high)
+        self.plot_item.addItem(pg.InfiniteLine(math.log10(tau), angle=90, pen=pg.mkPen("#555555", style=pg.QtCore.Qt.PenStyle.DashLine)))
+
+    def _fill_tables(self, result, names) -> None:
+        def name(c):
+            return names[c] if c < len(names) else str(c)
+
+        rows = []
+        for row in result.similar:
+            rows.append([f"{name(row.true_class)} (n = {row.n})", name(row.other_class), interval_text(row.mass),
+                         interval_text(row.model_mass.get("student")) if "student" in row.model_mass else "—",
+                         interval_text(row.model_mass.get("base")) if "base" in row.model_mass else "—"])
+        self.similar_table.set_rows(rows)
+        agreement = []
+        for role, values in result.agreement.items():
+            agreement.append([f"Teacher–{ROLE_TITLES[role]}", interval_text(values["top1"]),
+                              f"{interval_text(values['topk'])} (k = {result.top_k})",
+                              interval_text(result.kl_at(role, result.tau))])
+        self.agreement_table.set_rows(agreement)
