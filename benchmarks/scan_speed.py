@@ -1,0 +1,80 @@
+"""Dataset scan speed: images per second of `kdx scan` with Grad-CAM only (no faithfulness, no UniCAM)
+in process, on a local Ray cluster of the same cores, and the floor: the same images read, preprocessed
+and passed forward through every model (Teacher, Student, Base) with no explanation.
+
+    python benchmarks/scan_speed.py [--n 1000] [--batch-size 64] [--cpus N]
+
+Prints images/s of each and the ratios Ray / in-process and in-process / floor (targets: ≤ 1.3 and
+≤ 1.5) taken in one run. The images are the demo's synthetic test scenes (48×48, with masks), written
+to a temporary folder; the models are the bundled demo zoo.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from kdx_engine.bundled import DEMO_MODELS
+from kdx_engine.data import ImageFolderDataset, to_batch
+from kdx_engine.data.image_stream import image_batches
+from kdx_engine.scan import ScanModels, ScanSettings, prepare_scan, run_scan
+from kdx_engine.zoo import write_demo_dataset
+
+SETTINGS = ScanSettings(methods=("gradcam",), faithfulness_steps=0, unicam=False)
+
+
+def floor(models, dataset: Path, batch_size: int) -> float:
+    """Seconds to read, preprocess and run every model forward on every image (no gradients)."""
+    folder = ImageFolderDataset(dataset)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for items in image_batches(folder.paths, folder.labels, batch_size):
+            images = [item.image for item in items if item.image is not None]
+            for model in models.values():
+                model.backend.logits(to_batch(images, model.backend.info.preprocessing))
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--cpus", type=int, default=os.cpu_count())
+    parser.add_argument("--skip-ray", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.cpus)
+    spec = ScanModels({role: str(DEMO_MODELS / f"{role}.pth") for role in ("teacher", "student", "base")})
+    models = spec.load()
+    with tempfile.TemporaryDirectory(prefix="kdx-scan-bench-") as tmp:
+        dataset = write_demo_dataset(Path(tmp) / "data", n=args.n, split="test")
+        floor(models, dataset, args.batch_size)  # warm-up: file cache, allocator
+        t_floor = min(floor(models, dataset, args.batch_size) for _ in range(2))
+        t_local = []
+        for run in range(2):
+            job = prepare_scan(dataset, Path(tmp) / f"local{run}", SETTINGS, models)
+            t_local.append(run_scan(job, models, batch_size=args.batch_size).seconds)
+        t_local = min(t_local)
+        print(f"{args.n} demo images (48×48, T/S/B), batch {args.batch_size}, {args.cpus} CPU(s)")
+        print(f"floor (read + preprocess + forward of T, S, B): {args.n / t_floor:8.1f} images/s")
+        print(f"in process, Grad-CAM only:                       {args.n / t_local:8.1f} images/s")
+        print(f"in process / floor (time): {t_local / t_floor:.2f}  (target ≤ 1.5)")
+        if not args.skip_ray:
+            from kdx_engine.scan.ray_engine import run_scan_on_ray
+
+            start = time.perf_counter()
+            job = prepare_scan(dataset, Path(tmp) / "ray", SETTINGS, models)
+            summary = run_scan_on_ray(job, spec, models, num_cpus=args.cpus, batch_size=args.batch_size)
+            t_ray = time.perf_counter() - start
+            print(f"Ray, local cluster of {args.cpus} CPU(s), incl. start: {args.n / t_ray:8.1f} images/s "
+                  f"({t_ray:.1f} s; scan {summary.seconds:.1f} s)")
+            print(f"Ray / in process (time): {t_ray / t_local:.2f}  (target ≤ 1.3)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Dataset scans in process: every row equals what compare_image and the faithfulness metrics give for
+that image alone; unreadable files get a row; re-running resumes by file hash; the folder is guarded."""
+import math
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from kdx_engine.bundled import DEMO_DATASET, DEMO_MODELS
+from kdx_engine.cams import deletion_insertion
+from kdx_engine.comparison import ComparisonSettings, UniCamCache, compare_image
+from kdx_engine.data import ImageFolderDataset, load_image, to_batch
+from kdx_engine.scan import ScanModels, ScanSettings, prepare_scan, read_map, run_scan
+from kdx_engine.scan.job import reference_set
+from kdx_engine.zoo import write_demo_dataset
+
+SETTINGS = ScanSettings(unicam=True, faithfulness_steps=4, reference_n=8)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return ScanModels({role: str(DEMO_MODELS / f"{role}.pth") for role in ("teacher", "student", "base")}).load()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = write_demo_dataset(tmp_path_factory.mktemp("scan") / "data", n=12, split="test")
+    (root / "circle" / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def scanned(dataset, models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "scan"
+    job = prepare_scan(dataset, out, SETTINGS, models, reference_folder=DEMO_DATASET)
+    summary = run_scan(job, models, batch_size=5)
+    return out, summary, job
+
+
+def _rows(out):
+    return {row["path"]: row for row in pq.read_table(out / "scan.parquet").to_pylist()}
+
+
+def test_every_row_equals_compare_image(scanned, models, dataset):
+    out, summary, job = scanned
+    rows = _rows(out)
+    assert summary.rows == len(rows) == 13 and summary.unreadable == 1
+    reference, cache = reference_set(job), UniCamCache()
+    folder = ImageFolderDataset(dataset, class_names=job.class_names)
+    for path, label in zip(folder.paths, folder.labels):
+        if path.name == "broken.png":
+            continue
+        row = rows[path.relative_to(dataset).as_posix()]
+        image = load_image(path)
+        comparison = compare_image(models, image, label, ComparisonSettings(), reference=reference,
+                                   unicam_cache=cache)
+        assert row["sha256"] == image.sha256 and row["label"] == label and row["error"] is None
+        for role, prediction in comparison.predictions.items():
+            assert row[f"{role}_predicted"] == prediction.predicted
+            assert row[f"{role}_top1_prob"] == pytest.approx(prediction.probabilities.max(), abs=1e-6)
+            assert row[f"{role}_correct"] == (prediction.predicted == label)
+            assert np.allclose(read_map(out, row, f"gradcam_{role}"), comparison.panels[role].values,
+                               atol=1e-6, equal_nan=True)
+        assert row["kl_teacher_student"] == pytest.approx(comparison.kl_teacher_student, abs=1e-6)
+        metrics = comparison.map_metrics
+        for name in ("pearson", "spearman", "top_iou"):
+            assert row[f"gradcam_ts_{name}"] == pytest.approx(metrics[name], abs=1e-6)
+        assert row["gradcam_teacher_energy"] == pytest.approx(metrics["energy_a"], abs=1e-6)
+        assert row["gradcam_student_energy"] == pytest.approx(metrics["energy_b"], abs=1e-6)
+        assert row["gradcam_student_pointing"] == metrics["pointing_b"]
+        for key in ("distilled", "residual"):
+            panel = comparison.panels[key]
+            assert np.allclose(read_map(out, row, f"unicam_{key}"), panel.values, atol=1e-6, equal_nan=True)
+            assert row[f"unicam_{key}_score"] == pytest.approx(panel.details["score"], rel=1e-6)
+
+
+def test_faithfulness_equals_the_engine_metric_on_one_image(scanned, models, dataset):
+    out, _, _ = scanned
+    row = _rows(out)["square/00001.png"] if "square/00001.png" in _rows(out) else next(
+        r for r in _rows(out).values() if r["error"] is None)
+    student = models["student"].backend
+    x = to_batch([load_image(row["file"])], student.info.preprocessing)
+    from kdx_engine.cams import TargetRule, cam_method
+
+    cam = cam_method("gradcam")(student, layer=models["student"].layer)
+    explanation = cam(x, TargetRule("predicted"))
+    direct = deletion_insertion(x, explanation.maps, student.logits, explanation.targets, steps=4)
+    assert row["gradcam_student_deletion_auc"] == pytest.approx(float(direct.deletion_auc[0]), abs=1e-6)
+    assert row["gradcam_student_insertion_auc"] == pytest.approx(float(direct.insertion_auc[0]), abs=1e-6)
+
+
+def test_unreadable_image_gets_a_row_with_the_reason(scanned):
+    out, _, _ = scanned
+    broken = _rows(out)["circle/broken.png"]
+    assert "broken.png" in broken["error"] and broken["teacher_predicted"] is None
+    csv = (out / "scan.csv").read_text()
+    assert "broken.png" in csv and csv.count("\n") == 14  # header + 13 rows
+
+
+def test_rerun_skips_done_images_and_rescans_changed_ones(dataset, models, tmp_path):
+    out = tmp_path / "scan"
+    settings = ScanSettings(faithfulness_steps=0)
+    first = run_scan(prepare_scan(dataset, out, settings, models), models, batch_size=4)
+    assert first.scanned == 13
+    changed = dataset / "square" / sorted(p.name for p in (dataset / "square").glob("0*[0-9].png"))[0]
+    original = changed.read_bytes()
+    try:
+        pixels = np.asarray(Image.open(changed)).copy()
+        pixels[:8] = 255
+        Image.fromarray(pixels).save(changed)
+        second = run_scan(prepare_scan(dataset, out, settings, models), models, batch_size=4)
+    finally:
+        changed.write_bytes(original)
+    assert second.skipped == 12 and second.scanned == 1  # the unreadable file is unchanged: done too
+    rows = _rows(out)
+    assert len(rows) == 13
+    assert rows[changed.relative_to(dataset).as_posix()]["sha256"] != load_image(changed).sha256
+
+
+def test_a_folder_with_another_scan_is_refused_without_overwrite(dataset, models, tmp_path):
+    out = tmp_path / "scan"
+    run_scan(prepare_scan(dataset, out, ScanSettings(faithfulness_steps=0), models), models, batch_size=8)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        prepare_scan(dataset, out, ScanSettings(faithfulness_steps=0, top_k=2), models)
+    job = prepare_scan(dataset, out, ScanSettings(faithfulness_steps=0, top_k=2), models, overwrite=True)
+    assert not job.done
+
+
+def test_batch_size_does_not_change_the_numbers(dataset, models, tmp_path):
+    settings = ScanSettings(faithfulness_steps=0)
+    tables = []
+    for batch in (3, 7):
+        out = tmp_path / f"b{batch}"
+        run_scan(prepare_scan(dataset, out, settings, models), models, batch_size=batch)
+        tables.append(_rows(out))
+    for path, row in tables[0].items():
+        other = tables[1][path]
+        for key, value in row.items():
+            if key in ("maps_shard", "maps_offset"):
+                continue
+            if isinstance(value, float) and not math.isnan(value):
+                assert other[key] == pytest.approx(value, abs=1e-6), key
+            elif not isinstance(value, float):
+                assert other[key] == value, key
