@@ -14,7 +14,7 @@ from pathlib import Path
 EXIT_BAD_INPUT = 2
 # Commands that live in their own module, kdx_engine/cli/<name>.py, each with add_command(subparsers).
 COMMAND_MODULES: tuple[str, ...] = ("scan", "concepts")
-CAM_NAMES = "gradcam (default), gradcam++, xgradcam, layercam, hirescam, scorecam, ablationcam"
+CAM_NAMES = "gradcam (default), gradcam++, xgradcam, layercam, hirescam, scorecam, ablationcam, rollout (ViT/DeiT)"
 
 
 class BadInput(Exception):
@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--threshold", type=float, default=0.0, help="hide map pixels below this percentile")
     export.add_argument("--shared-scale", action="store_true", help="one 0…max scale per group of panels")
     export.add_argument("--overwrite", action="store_true")
+    _distillation().add_export_options(export)
     export.set_defaults(run=run_export)
 
     metrics = sub.add_parser("metrics", help="FSS, CKA, RS and partial RS with jackknife intervals, as JSON")
@@ -101,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     metrics.add_argument("--batch-size", type=int, default=32)
     metrics.add_argument("--overwrite", action="store_true")
     _model_options(metrics)
+    _distillation().add_metrics_options(metrics)
     metrics.set_defaults(run=run_metrics)
 
     zoo = sub.add_parser("zoo", help="the bundled demo models")
@@ -118,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(f"kdx_engine.cli.{name}").add_command(sub)
     return parser
+
+
+def _distillation():
+    """Dark knowledge and embeddings for metrics and export (issue 16), in their own module."""
+    return importlib.import_module("kdx_engine.cli.distillation")
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -341,6 +348,7 @@ def run_export(args) -> int:
     if not 0 <= args.threshold < 100:
         raise BadInput(f"--threshold {args.threshold}: give a percentile in 0…100")
     check_export_location(out, args.overwrite)
+    plot_kinds = _distillation().plot_kinds(args)
     images, errors = _read_images(args.images)
     models = _comparison_models(args)
     wants_unicam = any(c in ("distilled", "residual") for c in columns)
@@ -364,7 +372,12 @@ def run_export(args) -> int:
             comparisons.append(compare_image(models, image, label, settings, reference=reference, unicam_cache=cache,
                                              panels=("input", *columns)))
             bar.update(1)
-    result = export_comparisons(comparisons, out, options, overwrite=args.overwrite, provenance={"seed": args.seed})
+    provenance = {"seed": args.seed}
+    if plot_kinds:  # dark knowledge and embeddings over a dataset, drawn under the rows (issue 16)
+        plots, provenance["distillation_plots"] = _distillation().figure_plots(
+            args, plot_kinds, {role: m.backend for role, m in models.items()})
+        options = dataclasses.replace(options, plots=plots)
+    result = export_comparisons(comparisons, out, options, overwrite=args.overwrite, provenance=provenance)
     print(f"wrote {result.figure} and {result.folder}/ ({len(result.files) - 1} files)")
     _print_image_notes(images)
     return 0 if not errors else EXIT_BAD_INPUT
@@ -511,6 +524,7 @@ def run_metrics(args) -> int:
     check_new_file(args.out, args.overwrite, "metrics")  # before hours of computing, not after
     if args.batch_size < 1:
         raise BadInput(f"--batch-size {args.batch_size}: give at least 1")
+    _distillation().check_metrics_options(args)
     teacher, student = _load(args.teacher, args), _load(args.student, args)
     base = _load(args.base, args) if args.base else None
     check_same_classes(teacher, student, *([base] if base else []))
@@ -536,6 +550,13 @@ def run_metrics(args) -> int:
     print(f"n = {result.n}; wrote {args.out}")
     for note in result.notes:
         print(f"note: {note}")
+    if not args.no_embeddings:  # dark knowledge and embeddings (issue 16), added to the same JSON
+        distillation = _distillation()
+        models = {"teacher": teacher, "student": student, **({"base": base} if base else {})}
+        dark, origin, embedding = distillation.dataset_numbers(args, models, dataset,
+                                                               Progress(_FractionBar("features")))
+        distillation.add_to_metrics_file(args.out, dark, origin, embedding)
+        distillation.print_numbers(dark, embedding)
     for problem in result.skipped:
         print(f"kdx: skipped {problem}", file=sys.stderr)
     return EXIT_BAD_INPUT if result.skipped else 0

@@ -9,12 +9,13 @@ from __future__ import annotations
 import io
 import math
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
 from .colormaps import apply_colormap
+from .distillation_plots import STRIP_H, DistillationPlots, draw_strip
 from .panel_rendering import DIVERGING, panel_scales, render_panel, undefined_pixels
 
 FORMATS = ("png", "svg", "pdf")
@@ -42,6 +43,7 @@ class FigureOptions:
     metrics: tuple[str, ...] = DEFAULT_METRICS
     format: str = "png"
     dpi: int = 300
+    plots: DistillationPlots | None = field(default=None, compare=False)  # a dataset strip under the rows
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -60,7 +62,7 @@ def figure_size(rows: int, options: FigureOptions) -> tuple[float, float]:
     """(width, height) in inches for ``rows`` images."""
     width = LEFT + len(options.columns) * (TILE + GAP) + 0.1
     row_h = TITLE_H + TILE + CAPTION_H + (METRIC_H if options.metrics else 0.0)
-    return width, rows * row_h + BAR_H + 0.1
+    return width, rows * row_h + (STRIP_H if options.plots is not None else 0.0) + BAR_H + 0.1
 
 
 def render_figure(comparisons: Sequence, options: FigureOptions) -> bytes:
@@ -79,6 +81,8 @@ def render_figure(comparisons: Sequence, options: FigureOptions) -> bytes:
         for row, comparison in enumerate(comparisons):
             top = height - row * row_h
             undefined_seen |= _draw_row(figure, comparison, options, top, width, height)
+        if options.plots is not None:
+            draw_strip(figure, options.plots, LEFT, BAR_H + 0.1, width - LEFT - 0.2, STRIP_H, width, height, FONT)
         _draw_colour_bars(figure, comparisons[0], options, width, height, undefined_seen)
         buffer = io.BytesIO()
         metadata = {"png": {"Software": "KDX"}, "svg": {"Date": None, "Creator": "KDX"},

@@ -1,0 +1,138 @@
+"""Dark knowledge and embeddings on the command line: the sections ``kdx metrics`` adds to its JSON
+(KL(T‖S)/KL(T‖B) against τ, similar classes, agreement, k-NN accuracy, neighbourhood overlap) and the
+plot strip ``kdx export --plots`` adds under a figure. Not a command of its own: ``run_metrics`` and
+``run_export`` call these functions."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from kdx_engine.cli import BadInput
+
+PLOT_NAMES = ("kl", "embeddings")
+
+
+def add_metrics_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tau", type=float, help="temperature of the dark-knowledge numbers (default: the "
+                                                  "Student's sidecar distillation_temperature, else 4)")
+    parser.add_argument("--neighbours", type=int, default=10, help="k of the k-NN accuracy and the T–S "
+                                                                   "neighbourhood overlap (default 10)")
+    parser.add_argument("--no-embeddings", action="store_true",
+                        help="leave out the dark-knowledge and embedding sections (one more forward pass)")
+
+
+def add_export_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plots", default="", help="a strip of dataset plots under the figure: kl (KL(T‖S), "
+                                                   "KL(T‖B) against τ), embeddings (each model's PCA), or both")
+    parser.add_argument("--plots-dataset", type=Path, help="ImageFolder for --plots (default: --reference)")
+    parser.add_argument("--projection", default="pca", help="of the embeddings plot: pca (default), tsne, umap")
+
+
+def check_metrics_options(args) -> None:
+    if args.tau is not None and not 0 < args.tau < float("inf"):
+        raise BadInput(f"--tau {args.tau}: give a temperature above 0")
+    if args.neighbours < 1:
+        raise BadInput(f"--neighbours {args.neighbours}: give at least 1")
+
+
+def plot_kinds(args) -> tuple[str, ...]:
+    """The --plots names, checked with the dataset and projection they need."""
+    from kdx_engine.embeddings import PROJECTIONS, available_projections
+
+    kinds = tuple(k.strip() for k in args.plots.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in PLOT_NAMES]
+    if unknown:
+        raise BadInput(f"--plots {args.plots!r}: use kl, embeddings or both")
+    if kinds and (args.plots_dataset or args.reference) is None:
+        raise BadInput("--plots needs --plots-dataset DIR (an ImageFolder) or --reference DIR")
+    if args.projection not in PROJECTIONS:
+        raise BadInput(f"--projection {args.projection!r}: use one of {', '.join(PROJECTIONS)}")
+    if "embeddings" in kinds and args.projection not in available_projections():
+        raise BadInput(f"--projection {args.projection}: needs the optional extra (pip install 'kdx[embeddings]')")
+    return kinds
+
+
+def preset_tau(student) -> tuple[float, str]:
+    """The Student's sidecar τ when it records one, else 4; and where it came from."""
+    from kdx_engine.dark_knowledge import DEFAULT_TAU
+
+    tau = student.info.preprocessing.distillation_temperature
+    return (float(tau), "the Student's sidecar") if tau else (DEFAULT_TAU, "the default")
+
+
+def dataset_numbers(args, models: dict, dataset, progress=None):
+    """The dark knowledge (at --tau or the preset τ, and where τ came from) and the embedding metrics of
+    ``models`` over ``dataset``."""
+    from kdx_engine.embeddings import dataset_outputs, embedding_metrics, outputs_dark_knowledge
+
+    tau, origin = (args.tau, "--tau") if args.tau is not None else preset_tau(models["student"])
+    outputs = dataset_outputs(models, dataset, batch_size=args.batch_size, progress=progress)
+    labelled = sum(label is not None for label in outputs.labels)
+    if labelled <= args.neighbours:
+        raise BadInput(f"--neighbours {args.neighbours}: the dataset has {labelled} labelled images; "
+                       "give fewer neighbours")
+    return outputs_dark_knowledge(outputs, tau), origin, embedding_metrics(outputs, k=args.neighbours)
+
+
+def add_to_metrics_file(path: Path, dark, origin: str, embedding) -> None:
+    """Add ``dark_knowledge`` and ``embeddings`` to the JSON ``kdx metrics`` wrote (rewritten atomically)."""
+    from kdx_engine.atomic_files import atomic_write_text
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["dark_knowledge"] = {**dark.to_json(), "tau_from": origin}
+    data["embeddings"] = embedding.to_json()
+    atomic_write_text(path, json.dumps(data, indent=2, default=str, allow_nan=False) + "\n")
+
+
+def print_numbers(dark, embedding) -> None:
+    letters = {"teacher": "T", "student": "S", "base": "B"}
+    for role in dark.curves:
+        v = dark.kl_at(role, dark.tau)
+        print(f"KL(T‖{letters[role]}) at τ = {dark.tau:g}: {v.value:.4f} [{v.low:.4f}, {v.high:.4f}] nats")
+    for role, values in dark.agreement.items():
+        v = values["top1"]
+        print(f"top-1 agreement T–{letters[role]}: {v.value:.3f} [{v.low:.3f}, {v.high:.3f}]")
+    for role, knn in embedding.knn.items():
+        v = knn.overall
+        print(f"k-NN accuracy {role} (k = {embedding.k}): {v.value:.3f} [{v.low:.3f}, {v.high:.3f}]")
+    for pair, overlap in embedding.overlap.items():
+        v = overlap.overall
+        print(f"neighbourhood overlap {pair}: {v.value:.3f} [{v.low:.3f}, {v.high:.3f}] (chance {overlap.chance:.3f})")
+
+
+def figure_plots(args, kinds, backends: dict, progress=None):
+    """The plot strip for ``kdx export --plots`` and its record for the manifest."""
+    import numpy as np
+
+    from kdx_engine.data import ImageFolderDataset
+    from kdx_engine.embeddings import aligned_to, dataset_outputs, outputs_dark_knowledge, project
+    from kdx_engine.figures.distillation_plots import DistillationPlots
+
+    folder = args.plots_dataset or args.reference
+    class_names = backends["teacher"].info.preprocessing.class_names
+    outputs = dataset_outputs(backends, ImageFolderDataset(folder, class_names=class_names), progress=progress)
+    tau, origin = preset_tau(backends["student"])
+    dark = outputs_dark_knowledge(outputs, tau)
+    curves = {role: tuple(np.array([getter(p) for p in points])
+                          for getter in (lambda p: p.tau, lambda p: p.kl.value, lambda p: p.kl.low, lambda p: p.kl.high))
+              for role, points in dark.curves.items()}
+    projections, reference = {}, None
+    if "embeddings" in kinds:
+        for role in ("teacher", "student", "base"):
+            if role in outputs.features:
+                projection = project(outputs.features[role], args.projection, seed=args.seed)
+                projection = projection if reference is None else aligned_to(projection, reference)
+                if reference is None:
+                    reference = projection
+                projections[role] = projection.coordinates
+    kl_text = ", ".join(f"KL(T‖{r[0].upper()}) = {dark.kl_at(r, tau).value:.3f}" for r in dark.curves)
+    caption = f"{Path(folder).name}: n = {outputs.n}; at τ = {tau:g} ({origin}): {kl_text}"
+    plots = DistillationPlots(kinds, curves if "kl" in kinds else {}, projections, outputs.labels_array(),
+                              tuple(class_names), caption)
+    record = {"dataset": str(folder), "n": outputs.n, "projection": args.projection if projections else None,
+              "tau": tau, "tau_from": origin, "dark_knowledge": dark.to_json(), "skipped": list(outputs.skipped)}
+    for problem in outputs.skipped:
+        print(f"kdx: skipped {problem}", file=sys.stderr)
+    return plots, record
