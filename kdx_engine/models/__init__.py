@@ -1,6 +1,6 @@
 """Model loading and the backends behind one interface."""
 from .backend import (
-    LOGITS, PENULTIMATE, Forward, LayerError, LayerInfo, ModelBackend, ModelInfo, UnknownLayerError,
+    INPUT, LOGITS, PENULTIMATE, Forward, LayerError, LayerInfo, ModelBackend, ModelInfo, UnknownLayerError,
 )
 from .layers import default_target_layer, probe_layers, stage_layers
 from .loading import (
@@ -17,7 +17,7 @@ from .registry import (
 )
 
 __all__ = [
-    "LOGITS", "PENULTIMATE", "Forward", "LayerError", "LayerInfo", "ModelBackend", "ModelInfo", "UnknownLayerError",
+    "INPUT", "LOGITS", "PENULTIMATE", "Forward", "LayerError", "LayerInfo", "ModelBackend", "ModelInfo", "UnknownLayerError",
     "default_target_layer", "probe_layers", "stage_layers",
     "ModelLoadError", "NonFiniteLogitsError", "UntrustedPickleError", "check_finite_logits", "check_same_classes",
     "detect_format", "load_model", "models_in_file",

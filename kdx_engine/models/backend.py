@@ -4,7 +4,9 @@ Every CAM method, UniCAM and FSS/RS is written against this interface only, so a
 gets every method without a second implementation.
 
 Layer names are module names (``layer4``, ``features.18``) plus the special name
-``PENULTIMATE`` for the pooled vector that enters the final classifier.
+``PENULTIMATE`` for the pooled vector that enters the final classifier. ``INPUT`` names the model input
+itself: as a ``grad_layer`` it gives VJPs back to the (preprocessed) input, what input-space methods
+(the entropy maps of METHODS §6) need.
 """
 from __future__ import annotations
 
@@ -19,7 +21,18 @@ from .preprocessing import Preprocessing
 
 LOGITS = "logits"
 PENULTIMATE = "@penultimate"
+INPUT = "@input"
 SHOWN_LAYERS = 12
+
+
+def head_input(head: str) -> str:
+    """The layer name of the vector entering classifier head ``head`` of a model with several (a DeiT's
+    ``head_dist``, whose input is the distillation token); ``PENULTIMATE`` is the main head's input."""
+    return f"{PENULTIMATE}:{head}"
+
+
+def is_head_input(layer: str) -> bool:
+    return layer == PENULTIMATE or layer.startswith(PENULTIMATE + ":")
 
 
 class LayerError(KeyError, ValueError):
@@ -57,17 +70,32 @@ def model_label(info: "ModelInfo | None") -> str | None:
     return Path(info.path).name
 
 
+CHW, HWC, TOKENS = "chw", "hwc", "tokens"  # how a layer's output lies on the image (LayerInfo.layout)
+
+
 @dataclass(frozen=True)
 class LayerInfo:
-    """A candidate layer for a picker: its name, output shape (C, H, W or D) for one image and stride."""
+    """A candidate layer for a picker: its name, output shape for one image (C×H×W, H×W×C for a Swin stage,
+    T×C for transformer tokens, or D) and stride. ``layout`` says how the output lies on the image grid
+    (``CHW``, ``HWC``, ``TOKENS``; None: not an image), ``grid`` its h×w and ``prefix_tokens`` the class
+    (and distillation) tokens before the patch tokens. Without a layout, a C×H×W shape is taken as ``CHW``."""
 
     name: str
     shape: tuple[int, ...]
     stride: int | None
+    layout: str | None = ""
+    grid: tuple[int, int] | None = None
+    prefix_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if self.layout == "":
+            chw = len(self.shape) == 3
+            object.__setattr__(self, "layout", CHW if chw else None)
+            object.__setattr__(self, "grid", tuple(self.shape[1:]) if chw else None)
 
     @property
     def is_spatial(self) -> bool:
-        return len(self.shape) == 3 and self.shape[1] * self.shape[2] > 1
+        return self.layout is not None and self.grid is not None and self.grid[0] * self.grid[1] > 1
 
 
 @dataclass(frozen=True)
@@ -106,7 +134,8 @@ class ModelBackend(ABC):
     @abstractmethod
     def forward(self, x: torch.Tensor, layers: Sequence[str] = (), grad_layer: str | None = None) -> Forward:
         """Run ``x`` (N×3×H×W, preprocessed); keep the outputs of ``layers``. With ``grad_layer``, the
-        returned Forward can take VJPs back to that layer's output; nothing before it is differentiated."""
+        returned Forward can take VJPs back to that layer's output; nothing before it is differentiated.
+        ``grad_layer=INPUT`` differentiates the whole model, back to ``x``."""
 
     @abstractmethod
     def logits_with_replaced(self, x: torch.Tensor, layer: str, activation: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..messages import first_line
-from .backend import LOGITS, PENULTIMATE, Forward, LayerError, ModelBackend, ModelInfo, UnknownLayerError
+from .backend import INPUT, LOGITS, PENULTIMATE, Forward, LayerError, ModelBackend, ModelInfo, UnknownLayerError
 from .onnx_graph import OnnxGraph
 from .onnx_heads import GRADIENT_FREE_HINT, GradientUnavailable, Head, Heads, make_session, shared_weights
 
@@ -88,6 +88,8 @@ class OnnxBackend(ModelBackend):
         return sorted(known, key=lambda name: (self.graph.order_key(self.tensor(name)), position.get(name, -1)))
 
     def tensor(self, layer: str) -> str:
+        if layer == INPUT:
+            return self.graph.input_name
         if layer == PENULTIMATE:
             if self.graph.penultimate is None:
                 raise UnknownLayerError(layer, self.layer_names(), self.name)
@@ -109,7 +111,9 @@ class OnnxBackend(ModelBackend):
             downstream = self.graph.downstream(start)
             outputs = tuple(sorted({self.graph.logits_name, *(t for t in tensors if t in downstream and t != start)}))
             tensors += self.heads.side_inputs(start, outputs)
-        values = self.run_model(_as_array(x), tensors)
+        array = _as_array(x)
+        values = self.run_model(array, [t for t in tensors if t != self.graph.input_name])
+        values[self.graph.input_name] = array  # the input itself (INPUT): fed, not computed
         return OnnxForward(self, values, layers, grad_layer)
 
     def run_model(self, x: np.ndarray, tensors: Sequence[str]) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch
 
-from .backend import PENULTIMATE, Forward, ModelBackend, ModelInfo, UnknownLayerError, model_label
+from .backend import INPUT, PENULTIMATE, Forward, ModelBackend, ModelInfo, UnknownLayerError, model_label
 from .outputs import logits_of
 from .torch_backend import TorchForward
 
@@ -94,6 +94,12 @@ class ScriptModuleBackend(ModelBackend):
             with torch.no_grad():
                 logits, acts = self._call(x, layers)
             return TorchForward(logits, acts, None, None, {})
+        if grad_layer == INPUT:
+            leaf = x.detach().clone().requires_grad_(True)
+            with torch.enable_grad():
+                logits, acts = self._call(leaf, layers)
+            connected = {k: v for k, v in acts.items() if v.requires_grad}
+            return TorchForward(logits, {**acts, INPUT: leaf}, grad_layer, leaf, connected)
         with torch.no_grad():
             activation = self._prefix_function(grad_layer)(self.module._c, x)
         leaf = activation.detach().requires_grad_(True)

@@ -12,7 +12,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from .backend import LOGITS, PENULTIMATE, Forward, LayerError, ModelBackend, ModelInfo, UnknownLayerError, model_label
+from .backend import (INPUT, LOGITS, PENULTIMATE, Forward, LayerError, ModelBackend, ModelInfo, UnknownLayerError,
+                      head_input, is_head_input, model_label)
 from .outputs import first_tensor, logits_of
 
 
@@ -55,10 +56,11 @@ class TorchModuleBackend(ModelBackend):
         self.info = info
         self._modules = dict(self.module.named_modules())
         self.classifier = classifier if classifier is not None else find_classifier(self.module, info.num_classes)
+        self.other_heads = tuple(head for head in named_heads(self.module, info.num_classes) if head != self.classifier)
 
     def layer_names(self) -> list[str]:
         names = [name for name in self._modules if name]
-        return names + ([PENULTIMATE] if self.classifier else [])
+        return names + ([PENULTIMATE] if self.classifier else []) + [head_input(h) for h in self.other_heads]
 
     @torch.no_grad()
     def execution_order(self, x: torch.Tensor, names: Sequence[str]) -> list[str]:
@@ -82,6 +84,8 @@ class TorchModuleBackend(ModelBackend):
 
     def _module_for(self, layer: str) -> nn.Module:
         name = self.classifier if layer == PENULTIMATE else layer
+        if layer != PENULTIMATE and is_head_input(layer):
+            name = layer.partition(":")[2] if layer.partition(":")[2] in self.other_heads else None
         if name is None or not name or name not in self._modules:
             raise UnknownLayerError(layer, self.layer_names(), model_label(self.info))
         return self._modules[name]
@@ -105,9 +109,11 @@ class TorchModuleBackend(ModelBackend):
 
         with ExitStack() as stack:
             stack.enter_context(torch.no_grad())
-            for name in dict.fromkeys([*layers, *([grad_layer] if grad_layer else [])]):
+            if grad_layer == INPUT:  # the whole model is differentiated, back to its input
+                x = make_leaf(x)
+            for name in dict.fromkeys([*layers, *([grad_layer] if grad_layer not in (None, INPUT) else [])]):
                 module = self._module_for(name)
-                if name == PENULTIMATE:
+                if is_head_input(name):
                     stack.enter_context(_pre_hook(module, name, capture, make_leaf if name == grad_layer else None))
                 else:
                     stack.enter_context(_post_hook(module, name, capture, make_leaf if name == grad_layer else None))
@@ -124,7 +130,7 @@ class TorchModuleBackend(ModelBackend):
         module = self._module_for(layer)
         batch = x.expand(activation.shape[0], *x.shape[1:])
         replace = lambda _value: activation  # noqa: E731
-        hook = _pre_hook if layer == PENULTIMATE else _post_hook
+        hook = _pre_hook if is_head_input(layer) else _post_hook
         with hook(module, layer, lambda *_: None, replace):
             return logits_of(self.module(batch)).detach()
 
@@ -180,11 +186,24 @@ def find_classifier(module: nn.Module, num_classes: int) -> str | None:
     An ``nn.Linear``, or a leaf module that holds just a 2-D ``weight`` (``num_classes`` × features) and
     an optional matching ``bias``: what ``torch.export.unflatten`` gives back for a Linear (an
     ``InterpreterModule``, not an ``nn.Linear``)."""
+    named = named_heads(module, num_classes)
+    if named:
+        return named[0]
     found = None
     for name, child in module.named_modules():
         if name and _is_linear(child, num_classes):
             found = name
     return found
+
+
+def named_heads(module: nn.Module, num_classes: int) -> list[str]:
+    """The classifier heads a timm model names in its ``pretrained_cfg`` (a distilled DeiT: ``head`` and
+    ``head_dist``), those that are linear with ``num_classes`` outputs; [] for other models."""
+    names = (getattr(module, "pretrained_cfg", None) or {}).get("classifier") if isinstance(
+        getattr(module, "pretrained_cfg", None), dict) else None
+    names = [names] if isinstance(names, str) else list(names or ())
+    modules = dict(module.named_modules())
+    return [name for name in names if name in modules and _is_linear(modules[name], num_classes)]
 
 
 def _is_linear(module: nn.Module, num_classes: int) -> bool:
