@@ -69,9 +69,8 @@ def dataset_numbers(args, models: dict, dataset, progress=None):
 
     tau, origin = (args.tau, "--tau") if args.tau is not None else preset_tau(models["student"])
     outputs = dataset_outputs(models, dataset, batch_size=args.batch_size, progress=progress)
-    labelled = sum(label is not None for label in outputs.labels)
-    if labelled <= args.neighbours:
-        raise BadInput(f"--neighbours {args.neighbours}: the dataset has {labelled} labelled images; "
+    if outputs.n <= args.neighbours:
+        raise BadInput(f"--neighbours {args.neighbours}: the dataset has {outputs.n} readable images; "
                        "give fewer neighbours")
     return outputs_dark_knowledge(outputs, tau), origin, embedding_metrics(outputs, k=args.neighbours)
 
@@ -100,6 +99,8 @@ def print_numbers(dark, embedding) -> None:
     for pair, overlap in embedding.overlap.items():
         v = overlap.overall
         print(f"neighbourhood overlap {pair}: {v.value:.3f} [{v.low:.3f}, {v.high:.3f}] (chance {overlap.chance:.3f})")
+    for note in embedding.notes:
+        print(f"note: {note}")
 
 
 def figure_plots(args, kinds, backends: dict, progress=None):

@@ -24,6 +24,7 @@ class EmbeddingMetrics:
     class_names: tuple[str, ...] = ()
     feature_layer: str = FEATURE_LAYER
     distance: str = "Euclidean, on the raw penultimate features"
+    notes: tuple[str, ...] = ()
     interval: dict = field(default_factory=lambda: {"knn": PROPORTION_INTERVAL, "overlap": MEAN_INTERVAL})
 
     def to_json(self) -> dict:
@@ -34,12 +35,17 @@ def embedding_metrics(outputs: ModelOutputs, k: int = DEFAULT_K) -> EmbeddingMet
     """k-NN accuracy of each model's features and the overlap of every pair of loaded models."""
     labels = outputs.labels
     n_labelled = sum(label is not None for label in labels)
-    if n_labelled < k + 1:
-        raise ValueError(f"k-NN accuracy with k = {k} needs at least {k + 1} labelled images, got {n_labelled}")
-    knn = {role: knn_accuracy(features, labels, k) for role, features in outputs.features.items()}
+    if outputs.n < k + 1:
+        raise ValueError(f"k = {k} neighbours need at least {k + 1} images, got {outputs.n}")
+    notes = []
+    if n_labelled >= k + 1:
+        knn = {role: knn_accuracy(features, labels, k) for role, features in outputs.features.items()}
+    else:
+        knn = {}
+        notes.append(f"k-NN accuracy not computed: {n_labelled} labelled image(s), k = {k} needs {k + 1}")
     overlap = {f"{a}-{b}": neighbourhood_overlap(outputs.features[a], outputs.features[b], labels, k)
                for a, b in PAIRS if a in outputs.features and b in outputs.features}
-    return EmbeddingMetrics(outputs.n, n_labelled, k, knn, overlap, outputs.class_names)
+    return EmbeddingMetrics(outputs.n, n_labelled, k, knn, overlap, outputs.class_names, notes=tuple(notes))
 
 
 def outputs_dark_knowledge(outputs: ModelOutputs, tau: float = DEFAULT_TAU) -> DarkKnowledge:

@@ -275,10 +275,10 @@ class EmbeddingView(QWidget):
 
         rows = [["all classes", metrics.n_labelled, *(cell(knn.get(r)) for r in ROLES),
                  cell(overlap.get("teacher-student")), cell(overlap.get("teacher-base"))]]
-        classes = sorted(next(iter(knn.values())).per_class)
-        for c in classes:
+        counts = next(iter(overlap.values())).counts if overlap else {}
+        for c in sorted(counts):
             name = names[c] if c < len(names) else str(c)
-            rows.append([name, next(iter(knn.values())).counts.get(c, 0), *(cell(knn.get(r), c) for r in ROLES),
+            rows.append([name, counts[c], *(cell(knn.get(r), c) for r in ROLES),
                          cell(overlap.get("teacher-student"), c), cell(overlap.get("teacher-base"), c)])
         chance = next(iter(overlap.values())).chance if overlap else float("nan")
         rows.append([f"(chance overlap k/(n−1), k = {metrics.k})", metrics.n, "", "", "", f"{chance:.3f}", f"{chance:.3f}"])

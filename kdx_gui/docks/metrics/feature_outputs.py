@@ -108,9 +108,7 @@ class FeatureOutputs(QObject):
             else:
                 outputs = image_outputs(models, [item.image for item in items], labels, progress=progress,
                                         class_names=class_names)
-            labelled = sum(label is not None for label in outputs.labels)
-            k = min(NEIGHBOURS, max(labelled - 1, 1))
-            return outputs, embedding_metrics(outputs, k=k)
+            return outputs, embedding_metrics(outputs, k=min(NEIGHBOURS, max(outputs.n - 1, 1)))
 
         ids = [item.id for item in items] if items is not None else None
         self.status = f"computing features of {name}…"
@@ -125,8 +123,9 @@ class FeatureOutputs(QObject):
         self.outputs, self.metrics = result
         self.row_ids, self.source_name = ids, name
         skipped = f"; {len(self.outputs.skipped)} unreadable file(s) skipped" if self.outputs.skipped else ""
+        notes = "".join(f"; {note}" for note in self.metrics.notes)
         self.status = (f"n = {self.outputs.n} images of {name} ({self.metrics.n_labelled} labelled), "
-                       f"penultimate features{skipped}")
+                       f"penultimate features, k = {self.metrics.k} neighbours{skipped}{notes}")
         self.changed.emit()
         self.statusChanged.emit()
 
