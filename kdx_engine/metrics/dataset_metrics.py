@@ -16,6 +16,7 @@ import torch
 
 from ..atomic_files import atomic_write_text
 from ..data.datasets import ImageFolderDataset
+from ..data.image_stream import image_batches
 from ..data.images import to_batch
 from ..jobs import Progress, report
 from ..models.backend import ModelBackend
@@ -181,7 +182,7 @@ def dataset_metrics(
     cka_estimator = _cka_estimator(cka)
     models = {"teacher": teacher, "student": student, **({"base": base} if base is not None else {})}
     stages = {role: (stages or {}).get(role) or stage_layers(probe_layers(m)) for role, m in models.items()}
-    grams, labels, skipped = _stream_grams(models, stages, dataset, batch_size, progress)
+    grams, labels, skipped = _stream_grams(models, stages, dataset, batch_size, progress, FEATURE_RAM_BYTES)
     n = len(labels)
     if n < MIN_IMAGES:
         raise ValueError(f"{dataset.root}: {n} readable images; dataset metrics need n ≥ {MIN_IMAGES} "
@@ -222,26 +223,36 @@ class _Steps:
         report(self.progress, self.start + (1 - self.start) * (1 - 1 / (1 + 0.05 * self.done)), message)
 
 
-def _stream_grams(models, stages, dataset, batch_size, progress):
-    """n×n Gram matrices per (model, stage), from features streamed batch by batch."""
+FEATURE_RAM_BYTES = 512 * 1024**2  # features of all (model, stage) pairs held in RAM; beyond it they go to disk
+
+
+def _stream_grams(models, stages, dataset, batch_size, progress, ram_bytes: int = FEATURE_RAM_BYTES):
+    """n×n Gram matrices per (model, stage), from features streamed batch by batch (the image stream the
+    dataset scan uses). The feature rows wait for ``gram()`` in RAM while all of them together fit in
+    ``ram_bytes``, else in memmaps on disk, so memory does not grow with n·d, only with n²."""
     total = len(dataset)
-    accumulators = {(role, layer): GramAccumulator(total) for role, layers in stages.items() for layer in layers}
+    keys = [(role, layer) for role, layers in stages.items() for layer in layers]
+    share = max(1, ram_bytes // max(len(keys), 1))
+    accumulators = {key: GramAccumulator(total, memmap_threshold_bytes=share) for key in keys}
     labels: list[int | None] = []
     skipped: list[str] = []
-    for batch in dataset.batches(next(iter(models.values())).info.preprocessing, batch_size=batch_size):
-        skipped += [str(error) for error in batch.errors]
-        if not batch.images:
+    for items in image_batches(dataset.paths, dataset.labels, batch_size):
+        skipped += [str(item.error) for item in items if item.error is not None]
+        images = [item.image for item in items if item.image is not None]
+        if not images:
             continue
         for role, model in models.items():
-            x = to_batch(list(batch.images), model.info.preprocessing)
+            x = to_batch(images, model.info.preprocessing)
             activations = model.forward(x, stages[role]).activations
             for layer in stages[role]:
                 accumulators[(role, layer)].update(activations[layer])
-        labels += list(batch.labels)
+        labels += [item.label for item in items if item.image is not None]
         report(progress, 0.6 * len(labels) / max(total, 1), f"features of {len(labels)}/{total} images")
-    n = len(labels)
     grams = {}
     for key, accumulator in accumulators.items():
+        if not accumulator.rows_received:
+            accumulator.close()
+            continue
         accumulator.end_early()  # unreadable images were skipped
         grams[key] = accumulator.gram()
         accumulator.close()
