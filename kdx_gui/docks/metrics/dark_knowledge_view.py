@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QWidget
 
 from kdx_engine.dark_knowledge import MEAN_INTERVAL, PROPORTION_INTERVAL, dark_knowledge
@@ -19,6 +20,9 @@ from kdx_gui.state.session import ROLE_COLOURS, ROLE_LETTERS, ROLE_TITLES, Sessi
 from kdx_gui.widgets.layout import headers_over_views
 from kdx_gui.widgets.plots import plain_axes
 from kdx_gui.widgets.tables import CopyableTable
+
+
+TAU_TICKS = (1, 2, 4, 8, 12, 20)
 
 
 class DarkKnowledgeView(QWidget):
@@ -34,7 +38,7 @@ class DarkKnowledgeView(QWidget):
         self.plot_item.setLogMode(x=True, y=False)
         self.plot_item.setLabel("bottom", "temperature τ (log scale)")
         self.plot_item.setLabel("left", "mean KL(T‖M), nats")
-        self.plot_item.setTitle("KL from the Teacher against τ (95% interval of the mean)", size="9pt")
+        self.plot_item.setTitle("KL(T‖M) against τ, mean over the images (95% interval)", size="9pt")
         self.plot_item.showGrid(x=True, y=True, alpha=0.3)
         self.plot_item.setMouseEnabled(False, False)
         self.plot_item.hideButtons()
@@ -78,7 +82,8 @@ class DarkKnowledgeView(QWidget):
         preset, origin = preset_temperature(self.session)
         kls = [f"KL(T‖{ROLE_LETTERS[r]}) = {interval_text(result.kl_at(r, tau))}" for r in result.curves]
         self.summary.setText(f"τ = {tau:.2f} (preset {preset:g} from {origin}) · n = {result.n} · "
-                             + " · ".join(kls) + f" · intervals: {MEAN_INTERVAL}; agreement: {PROPORTION_INTERVAL}")
+                             + " · ".join(kls) + " · 95% intervals: normal (means), Wilson (agreement)")
+        self.summary.setToolTip(f"KL and masses: {MEAN_INTERVAL}; agreement: {PROPORTION_INTERVAL}")
 
     def _draw_curves(self, result, tau: float) -> None:
         for role, points in result.curves.items():
@@ -94,7 +99,9 @@ class DarkKnowledgeView(QWidget):
             self.plot_item.plot(x, y, pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=5, symbolBrush=colour,
                                 symbolPen=colour, name=f"KL(T‖{ROLE_LETTERS[role]}), {ROLE_TITLES[role]}")
             self.curves[role] = (x, y, low, high)
-        self.plot_item.addItem(pg.InfiniteLine(math.log10(tau), angle=90, pen=pg.mkPen("#555555", style=pg.QtCore.Qt.PenStyle.DashLine)))
+        self.plot_item.addItem(pg.InfiniteLine(math.log10(tau), angle=90,
+                                               pen=pg.mkPen("#555555", style=Qt.PenStyle.DashLine)))
+        self.plot_item.getAxis("bottom").setTicks([[(math.log10(t), f"{t:g}") for t in TAU_TICKS]])
 
     def _fill_tables(self, result, names) -> None:
         def name(c):
