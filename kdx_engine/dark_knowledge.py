@@ -195,8 +195,10 @@ def top_k_agreement(teacher_logits, student_logits, k: int = 1, level: float = L
     if teacher.ndim != 2 or teacher.shape != student.shape:
         raise ValueError(f"logits must be n×K arrays of the same shape, got {teacher.shape} and {student.shape}")
     k = min(int(k), teacher.shape[1])
-    top = np.argsort(-student, axis=1, kind="stable")[:, :k]
-    hits = int((top == teacher.argmax(axis=1)[:, None]).any(axis=1).sum())
+    best = teacher.argmax(axis=1)
+    # T's top-1 is in S's top-k when fewer than k classes score strictly higher in S (ties count for T)
+    higher = (student > student[np.arange(student.shape[0]), best][:, None]).sum(axis=1)
+    hits = int((higher < k).sum())
     return proportion_interval(hits, teacher.shape[0], level)
 
 

@@ -115,3 +115,12 @@ def test_sidecar_carries_an_optional_distillation_temperature(tmp_path):
     assert read_sidecar(model).distillation_temperature == 3.0
     with pytest.raises(ValueError, match="distillation_temperature"):
         Preprocessing(distillation_temperature=-1.0)
+
+
+def test_top_k_agreement_matches_a_sort_on_random_logits():
+    rng = np.random.default_rng(4)
+    zt, zs = rng.normal(size=(300, 50)), rng.normal(size=(300, 50))
+    for k in (1, 5, 20):
+        top = np.argsort(-zs, axis=1)[:, :k]
+        expected = np.mean([zt[i].argmax() in top[i] for i in range(300)])
+        assert top_k_agreement(zt, zs, k).value == pytest.approx(expected)

@@ -5,6 +5,7 @@ the Base give them), and T–S / T–B top-1 and top-k agreement. The features j
 Embeddings tab; everything here is recomputed from its logits (numpy, milliseconds)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QWidget
 
-from kdx_engine.dark_knowledge import MEAN_INTERVAL, PROPORTION_INTERVAL, dark_knowledge
+from kdx_engine.dark_knowledge import DEFAULT_TAU, MEAN_INTERVAL, PROPORTION_INTERVAL, dark_knowledge
 from kdx_gui.docks.metrics.embedding_view import interval_text
 from kdx_gui.docks.metrics.feature_outputs import FeatureOutputs, FeatureOutputsControls
 from kdx_gui.docks.metrics.prediction_view import TemperatureSlider, preset_temperature
@@ -49,6 +50,7 @@ class DarkKnowledgeView(QWidget):
         self.agreement_table = CopyableTable(["models", "top-1 agreement", "top-k agreement", "KL at τ"])
         self.curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.result = None
+        self._full = None  # (outputs, their DarkKnowledge at the curve temperatures)
         headers_over_views(self, [self.controls, self.temperature, self.summary],
                            [self.plot, self.similar_table, self.agreement_table], [220, 160, 90])
         self.temperature.temperatureChanged.connect(self.refresh)
@@ -76,7 +78,7 @@ class DarkKnowledgeView(QWidget):
             return
         tau = self.temperature.temperature()
         names = outputs.class_names or self.session.class_names()
-        self.result = result = dark_knowledge(outputs.logits, outputs.labels, tau, class_names=names)
+        self.result = result = self._at_temperature(outputs, tau, names)
         self._draw_curves(result, tau)
         self._fill_tables(result, names)
         preset, origin = preset_temperature(self.session)
@@ -84,6 +86,17 @@ class DarkKnowledgeView(QWidget):
         self.summary.setText(f"τ = {tau:.2f} (preset {preset:g} from {origin}) · n = {result.n} · "
                              + " · ".join(kls) + " · 95% intervals: normal (means), Wilson (agreement)")
         self.summary.setToolTip(f"KL and masses: {MEAN_INTERVAL}; agreement: {PROPORTION_INTERVAL}")
+
+    def _at_temperature(self, outputs, tau: float, names):
+        """The curves and agreement once per set of outputs (they do not depend on τ); KL at τ and the
+        similar classes for each new τ, so the slider stays quick on large datasets."""
+        if self._full is None or self._full[0] is not outputs:
+            self._full = (outputs, dark_knowledge(outputs.logits, outputs.labels, DEFAULT_TAU, class_names=names))
+        full = self._full[1]
+        here = dark_knowledge(outputs.logits, outputs.labels, tau, temperatures=(), class_names=names, top_k=1)
+        curves = {role: sorted([*(p for p in points if p.tau != tau), *here.curves[role]], key=lambda p: p.tau)
+                  for role, points in full.curves.items()}
+        return dataclasses.replace(full, tau=tau, curves=curves, similar=here.similar)
 
     def _draw_curves(self, result, tau: float) -> None:
         for role, points in result.curves.items():
