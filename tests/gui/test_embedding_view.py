@@ -1,6 +1,7 @@
 """The Embeddings tab: T, S and B penultimate features projected side by side, per-class k-NN accuracy
 and T–S overlap, and selection linked both ways between the plots and the gallery."""
 import numpy as np
+import pytest
 from PySide6.QtCore import QPointF, Qt
 
 from gui_fixtures import isolated_settings, model_files, window  # noqa: F401 - fixtures
@@ -107,3 +108,23 @@ def test_replacing_a_model_drops_the_embeddings(window, qtbot, model_files, tmp_
     window.slots["base"].load(model_files["teacher"])
     wait_idle(qtbot, window)
     assert view.outputs.outputs is None and view.scatters == {} and view.table.rows() == []
+
+
+def test_projection_runs_as_a_job_that_can_be_cancelled(window, qtbot, model_files, tmp_path):
+    from kdx_engine.embeddings import available_projections
+
+    view = _computed(qtbot, window, model_files, tmp_path)
+    if "tsne" not in available_projections():
+        pytest.skip("PCA only here (scikit-learn not installed): nothing long to cancel")
+    pca = {role: coords.copy() for role, coords in view.projections.items()}
+    view.set_projection("tsne")
+    job = view.projection_job
+    assert job is not None and job.cancellable
+    job.cancel()
+    wait_idle(qtbot, window)
+    assert view.note.text() == "⚠ projection: cancelled"
+    assert all(np.array_equal(view.projections[r], pca[r]) for r in pca)  # the PCA plots stay
+    view.project()
+    wait_idle(qtbot, window)
+    assert view.note.text().startswith("t-SNE (perplexity")
+    assert not np.allclose(view.projections["teacher"], pca["teacher"])

@@ -3,7 +3,8 @@
 true class, prediction or T–S agreement, with linked selection: clicking a point makes its image the
 current one (gallery and canvas follow), and the current image is ringed in every plot. Beside them,
 per class: leave-one-out k-NN accuracy of each model's features and the T–S / T–B neighbourhood
-overlap, with 95% intervals. Projections run as jobs (progress, Cancel)."""
+overlap, with 95% intervals. Projections run as jobs (progress, Cancel): a cancelled job stops before the
+next model's projection (one t-SNE or UMAP run cannot be interrupted) and its result is dropped."""
 from __future__ import annotations
 
 from functools import partial
