@@ -29,6 +29,7 @@ from kdx_gui.dialogs.export_dialog import ask_export
 from kdx_gui.docks.metrics.metrics_dock import MetricsDock
 from kdx_gui.docks.models.model_slot import ModelSlot
 from kdx_gui.gallery.gallery_view import GalleryView
+from kdx_gui.scan.scan_controller import ScanController
 from kdx_gui.state.analysis_scheduler import AnalysisScheduler
 from kdx_gui.state.attention_reader import AttentionReader
 from kdx_gui.state.engine import import_engine
@@ -85,6 +86,9 @@ class MainWindow(QMainWindow):
         self.compact = False
         self.gallery = GalleryView(self.session, self.jobs, self.settings)
         self.metrics = MetricsDock(self.session, self.jobs, self.settings, self)
+        self.scan = ScanController(self.session, self.jobs, self.gallery, self.settings, self)
+        self.scan.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        self.scan.failed.connect(self.show_error)
         self._build_layout()
         self._build_status_bar()
         self._build_menus()
@@ -120,6 +124,8 @@ class MainWindow(QMainWindow):
         scroll.setMinimumWidth(0)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.models_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.metrics)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.scan.dock)
+        self.scan.dock.hide()  # shown when a scan opens
         self.metrics.setMinimumWidth(METRICS_DOCK_MIN)
         top = QWidget()
         top_layout = QVBoxLayout(top)
@@ -216,9 +222,13 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction(self.models_dock.toggleViewAction())
         view_menu.addAction(self.metrics.toggleViewAction())
+        view_menu.addAction(self.scan.dock.toggleViewAction())
 
         analysis_menu = bar.addMenu("&Analysis")
         self._action(analysis_menu, "&Dataset metrics…", self.dataset_metrics_dialog, "Ctrl+M")
+        self.scan_action = self._action(analysis_menu, "&Scan dataset…", self.scan.scan_dataset_dialog, "Ctrl+Shift+D",
+                                        "Explain and score every image of a dataset into one table (a job)")
+        self._action(analysis_menu, "&Open scan…", self.scan.open_scan_dialog, None, "Open a scan folder's table")
         self._action(analysis_menu, "&Cancel running job", self.jobs.cancel_current, "Esc")
 
         help_menu = bar.addMenu("&Help")

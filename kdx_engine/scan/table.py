@@ -170,3 +170,11 @@ def read_map(folder: Path, row: dict, key: str) -> np.ndarray | None:
     height, width = int(row["grid_height"]), int(row["grid_width"])
     values = np.load(path, mmap_mode="r", allow_pickle=False)
     return np.array(values[int(offset):int(offset) + height * width]).reshape(height, width)
+
+
+def read_columns(folder: Path) -> dict[str, list]:
+    """A finished scan's table as column name → values (the window's table model reads this)."""
+    path = Path(folder) / TABLE
+    if not path.is_file():
+        raise ValueError(f"{folder}: no {TABLE} here (not a finished scan folder)")
+    return pq.read_table(path).to_pydict()

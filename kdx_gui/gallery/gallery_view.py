@@ -44,6 +44,7 @@ ORDER_ROLE = Qt.ItemDataRole.UserRole + 2
 AGREE_ROLE = Qt.ItemDataRole.UserRole + 3
 WRONG_ROLE = Qt.ItemDataRole.UserRole + 4
 CORRELATION_ROLE = Qt.ItemDataRole.UserRole + 5
+SOURCE_ROLE = Qt.ItemDataRole.UserRole + 6
 FILTERS = {"all": "All images", "disagree": "T–S disagree", "misclassified": "Misclassified"}
 SORTS = {"order": "File order", "correlation-up": "T–S map correlation ↑", "correlation-down": "T–S map correlation ↓"}
 
@@ -76,6 +77,7 @@ class GalleryFilter(QSortFilterProxyModel):
         super().__init__(parent)
         self.mode = "all"
         self.sort_key = "order"
+        self.scan_files: frozenset[str] = frozenset()  # mode "scan": the rows a Scan view showed
 
     def set_mode(self, mode: str) -> None:
         if hasattr(self, "beginFilterChange"):  # Qt ≥ 6.10 replaces invalidateFilter()
@@ -97,6 +99,9 @@ class GalleryFilter(QSortFilterProxyModel):
             return index.data(AGREE_ROLE) is False
         if self.mode == "misclassified":
             return index.data(WRONG_ROLE) is True
+        if self.mode == "scan":
+            source = index.data(SOURCE_ROLE)
+            return bool(source) and (source in self.scan_files or str(Path(source).resolve()) in self.scan_files)
         return True
 
     def lessThan(self, left: QModelIndex, right: QModelIndex) -> bool:
@@ -301,6 +306,7 @@ class GalleryView(QWidget):
             entry.setData(item.id, ID_ROLE)
             entry.setData(order, ORDER_ROLE)
             entry.setToolTip(item.source or item.name)
+            entry.setData(item.source, SOURCE_ROLE)
             self.model.appendRow(entry)
         self.refresh_predictions()
         self._select_current(self.session.current)
@@ -348,6 +354,19 @@ class GalleryView(QWidget):
         self.proxy.set_mode(mode)
         self._update_count()
         self._select_current(self.session.current)
+
+    def set_scan_filter(self, title: str, files) -> None:
+        """Show only the images among ``files`` (rows of a scan), as the filter ``title``."""
+        self.proxy.scan_files = frozenset(str(f) for f in files) | frozenset(str(Path(f).resolve()) for f in files)
+        index = self.filter_box.findData("scan")
+        if index < 0:
+            self.filter_box.addItem(title, "scan")
+            index = self.filter_box.count() - 1
+        self.filter_box.setItemText(index, title)
+        if self.filter_box.currentIndex() == index:
+            self.set_filter("scan")
+        else:
+            self.filter_box.setCurrentIndex(index)
 
     def set_sort(self, key: str) -> None:
         self.proxy.set_sort(key)
