@@ -135,12 +135,12 @@ def model_record(backend: ModelBackend, layer: str) -> dict:
 
 
 def one_map(backend: ModelBackend, image: LoadedImage, layer: str, settings: ConceptSettings,
-            progress: Progress | None = None):
+            progress: Progress | None = None, on_step: Callable[[int, int], None] | None = None):
     """The entropy map of one image for one model with the chosen method."""
     x = to_tensor(image, backend.info.preprocessing)
     if settings.approximate is not None:
         return approximate_entropy_map(backend, x, layer, settings.approximate, progress)
-    return entropy_map(backend, x, layer, settings.sampled, progress)
+    return entropy_map(backend, x, layer, settings.sampled, progress, on_step)
 
 
 @dataclass(frozen=True)
@@ -334,11 +334,17 @@ def _compute(wanted, backends, layers, images, settings, progress, workers, load
     if workers <= 1:
         loaded: dict = {}
         for done, (source, index) in enumerate(wanted):
-            report(progress, done / total, f"{_label(source)}: image {index + 1} of {len(images)}")
+            message = f"{_label(source)}: image {index + 1} of {len(images)}"
+            report(progress, done / total, message)
             if source not in loaded:
                 backend = backends[source]
                 loaded[source] = backend if isinstance(backend, ModelBackend) else backend()
-            result = one_map(loaded[source], images[index], layers[source], settings, progress)
+
+            def on_step(step, steps, done=done, message=message):
+                if step and step % 5 == 0:
+                    report(progress, (done + step / steps) / total, f"{message}, step {step} of {steps}")
+
+            result = one_map(loaded[source], images[index], layers[source], settings, progress, on_step)
             maps[(source, index)] = (result.entropy, result.step, float(result.mean_entropy[max(result.step, 1) - 1]))
             if store is not None:
                 store((source, index), maps[(source, index)])

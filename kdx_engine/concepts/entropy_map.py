@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -109,11 +110,12 @@ class _FeatureError:
 
 
 def entropy_map(backend: ModelBackend, x: torch.Tensor, layer: str, settings: EntropySettings = EntropySettings(),
-                progress: Progress | None = None) -> EntropyMap:
+                progress: Progress | None = None, on_step: Callable[[int, int], None] | None = None) -> EntropyMap:
     """The entropy map of one preprocessed image ``x`` (1×3×H×W or 3×H×W) for ``backend`` at ``layer``.
 
     The noise draws come from a generator seeded with ``settings.seed``: every image and model sees
-    the same draws. ``progress.check()`` runs before every step, so a cancel stops within one step."""
+    the same draws. ``progress.check()`` runs before every step, so a cancel stops within one step;
+    ``on_step(k, steps)`` is called after it (k = 0 … steps − 1), for a finer progress bar."""
     s = settings
     device = backend.device
     x = (x if x.dim() == 4 else x[None]).to(device=device, dtype=torch.float32)
@@ -134,6 +136,8 @@ def entropy_map(backend: ModelBackend, x: torch.Tensor, layer: str, settings: En
     for step in range(s.steps):
         if progress is not None:
             progress.check()
+        if on_step is not None:
+            on_step(step, s.steps)
         mean_h = float(cell_entropy(sigma).mean())
         if step == s.lam_step and mean_h < s.target:
             lam *= s.lam_factor

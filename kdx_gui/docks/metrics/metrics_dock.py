@@ -10,6 +10,7 @@ from typing import Callable
 
 from PySide6.QtWidgets import QDockWidget, QTabWidget, QVBoxLayout, QWidget
 
+from kdx_gui.docks.metrics.concepts_view import ConceptsView
 from kdx_gui.docks.metrics.dark_knowledge_view import DarkKnowledgeView
 from kdx_gui.docks.metrics.dataset_metrics_view import DatasetMetricsRunner, LayerMetricsView, RelevanceView
 from kdx_gui.docks.metrics.embedding_view import EmbeddingView
@@ -53,10 +54,12 @@ class MetricsDock(QDockWidget):
             "relevance": _LazyTab(lambda: RelevanceView(session)),
             "vam": _LazyTab(lambda: VamView(session, settings)),
             "routing": _LazyTab(lambda: RoutingView(session, settings)),
+            "concepts": _LazyTab(lambda: ConceptsView(session, jobs)),
         }
         self.tabs.addTab(self.predictions, "Predictions")
         for key, title in (("dark_knowledge", "Dark knowledge"), ("embeddings", "Embeddings"), ("layers", "Layers"),
-                           ("relevance", "Relevance"), ("vam", "VAM"), ("routing", "KDExplainer")):
+                           ("relevance", "Relevance"), ("vam", "VAM"), ("routing", "KDExplainer"),
+                           ("concepts", "Concepts")):
             self.tabs.addTab(self._pages[key], title)
         self.tabs.currentChanged.connect(self._build_current)
         self.setWidget(self.tabs)
@@ -95,3 +98,7 @@ class MetricsDock(QDockWidget):
     @property
     def routing(self) -> RoutingView:
         return self._pages["routing"].ensure()
+
+    @property
+    def concepts(self) -> ConceptsView:
+        return self._pages["concepts"].ensure()
