@@ -55,3 +55,15 @@ def test_tsne_keeps_separated_clusters_apart():
     spread = max(np.linalg.norm(coords[labels == c] - means[c], axis=1).max() for c in range(3))
     gaps = [np.linalg.norm(means[a] - means[b]) for a in range(3) for b in range(a + 1, 3)]
     assert min(gaps) > spread
+
+
+@pytest.mark.slow  # umap-learn compiles with numba on its first call: about 2 min on 2 busy cores
+@pytest.mark.skipif("umap" not in available_projections(), reason="umap-learn not installed")
+def test_umap_keeps_separated_clusters_apart():
+    rng = np.random.default_rng(1)
+    centres = rng.normal(scale=20, size=(3, 10))
+    labels = np.repeat(np.arange(3), 20)
+    coords = project(centres[labels] + rng.normal(size=(60, 10)), "umap", seed=0).coordinates
+    means = np.array([coords[labels == c].mean(axis=0) for c in range(3)])
+    spread = max(np.linalg.norm(coords[labels == c] - means[c], axis=1).max() for c in range(3))
+    assert min(np.linalg.norm(means[a] - means[b]) for a in range(3) for b in range(a + 1, 3)) > spread
