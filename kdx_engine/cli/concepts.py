@@ -78,6 +78,8 @@ def run_concepts(args) -> int:
     settings = ConceptSettings(sampled, approximate, args.threshold)
     epochs = _epochs(args.epochs, BadInput)
     checkpoint_dirs = _checkpoint_folders(args.checkpoints, BadInput)
+    if (epochs or args.weights_layer) and not checkpoint_dirs:
+        raise BadInput("--epochs and --weights-layer need --checkpoints")
     paths = {"student": args.student, "base": args.base, "teacher": args.teacher}
     for role in checkpoint_dirs:
         if paths[role] is None:

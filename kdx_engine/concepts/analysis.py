@@ -192,6 +192,11 @@ def analyse_concepts(models: Sequence[ModelSpec], images: Sequence[LoadedImage],
         missing = sum(image.mask is None for image in images)
         notes.append(f"{NO_MASKS_NOTE}; {missing} of {len(images)} image(s) have no mask")
 
+    # Dist first: a wrong weights layer is reported before any map is computed.
+    distances = {spec.role: weight_distances([path for _, path in spec.checkpoints], spec.weights_layer or spec.layer)
+                 for spec in models if spec.checkpoints}
+    for spec in models:
+        _analysed(spec)
     # Every map to compute: (role, epoch or None, image index).
     backends: dict[tuple, ModelBackend] = {}
     layers: dict[tuple, str] = {}
@@ -255,8 +260,7 @@ def analyse_concepts(models: Sequence[ModelSpec], images: Sequence[LoadedImage],
                          "not computed")
             continue
         weights_layer = spec.weights_layer or spec.layer
-        paths = [path for _, path in spec.checkpoints]
-        dist_all = weight_distances(paths, weights_layer)
+        dist_all = distances[spec.role]
         analysed = _analysed(spec)
         position = {epoch: k for k, (epoch, _) in enumerate(spec.checkpoints)}
         epochs = tuple(epoch for epoch, _ in analysed)

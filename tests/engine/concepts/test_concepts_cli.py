@@ -73,6 +73,12 @@ def test_cli_refuses_bad_input_before_computing(tmp_path, capsys):
     assert main(_args(tmp_path / "b", "--checkpoints", "teacher=" + str(tmp_path))) == 2
     assert "--teacher" in capsys.readouterr().err
     assert main(_args(tmp_path / "c", "--epochs", "0,x")) == 2
+    assert main(_args(tmp_path / "c", "--epochs", "0,8")) == 2
+    assert "need --checkpoints" in capsys.readouterr().err
+    assert main(_args(tmp_path / "c", "--checkpoints", str(DEMO_MODELS / "checkpoints"), "--weights-layer", "nope")) == 2
+    assert "no weights of layer 'nope'" in capsys.readouterr().err
+    assert main(_args(tmp_path / "c", "--checkpoints", str(DEMO_MODELS / "checkpoints"), "--epochs", "0,3")) == 2
+    assert "no checkpoint for epoch(s) 3" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
 
 
