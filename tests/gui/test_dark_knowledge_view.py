@@ -82,8 +82,8 @@ def test_dark_knowledge_tab_curves_similar_classes_and_agreement(window, qtbot, 
     wait_idle(qtbot, window)
     qtbot.waitUntil(lambda: view.result is not None, timeout=30000)
     session = window.session
-    logits = {role: np.stack([_logits(session, item)[role] for item in session.images])
-              for role in ("teacher", "student", "base")}
+    per_image = [_logits(session, item) for item in session.images]
+    logits = {role: np.stack([z[role] for z in per_image]) for role in ("teacher", "student", "base")}
     x, y, low, high = view.curves["student"]
     for tau, mean, lo, hi in zip(x, y, low, high):
         pt, ps = (np.stack([_softmax(z, tau) for z in logits[r]]) for r in ("teacher", "student"))
