@@ -41,6 +41,8 @@ def run_scan(job: ScanJob, models: dict[str, ComparisonModel], batch_size: int =
     cache, scanned, unreadable = UniCamCache(), 0, 0
     report(progress, 0.0, f"scanning {todo} images ({len(job.paths) - todo} done before)")
     for items in image_batches(job.paths, job.labels, batch_size, workers, skip):
+        if progress is not None:
+            progress.check()  # Cancel stops before the next batch; the parts written stay
         results = process_batch(job, items, models, reference, cache)
         write_results(job, results)
         scanned += len(results)

@@ -144,3 +144,15 @@ def test_batch_size_does_not_change_the_numbers(dataset, models, tmp_path):
                 assert other[key] == pytest.approx(value, abs=1e-6), key
             elif not isinstance(value, float):
                 assert other[key] == value, key
+
+
+def test_cancel_keeps_the_finished_batches_and_a_rerun_resumes(dataset, models, tmp_path):
+    from kdx_engine.jobs import Cancelled, Progress
+
+    out, settings = tmp_path / "scan", ScanSettings(faithfulness_steps=0)
+    progress = Progress(lambda fraction, message: progress.cancel() if fraction > 0 else None)
+    with pytest.raises(Cancelled):
+        run_scan(prepare_scan(dataset, out, settings, models), models, batch_size=4, progress=progress)
+    assert not (out / "scan.parquet").exists() and len(list((out / "parts").glob("*.parquet"))) == 1
+    resumed = run_scan(prepare_scan(dataset, out, settings, models), models, batch_size=4)
+    assert resumed.skipped == 4 and resumed.scanned == 9 and resumed.rows == 13
