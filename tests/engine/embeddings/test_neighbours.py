@@ -54,3 +54,15 @@ def test_knn_accuracy_leaves_unlabelled_images_out():
     x = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [5.2], [2.5]])
     result = knn_accuracy(x, [0, 0, 0, 1, 1, 1, None], k=2)
     assert result.overall.value == 1.0 and sum(result.counts.values()) == 6
+
+
+def test_summary_without_enough_labels_keeps_the_overlap_and_says_why():
+    from kdx_engine.embeddings import ModelOutputs, embedding_metrics
+
+    rng = np.random.default_rng(5)
+    features = {"teacher": rng.normal(size=(20, 4)), "student": rng.normal(size=(20, 4))}
+    logits = {role: rng.normal(size=(20, 3)) for role in features}
+    outputs = ModelOutputs(tuple(f"{i}.png" for i in range(20)), (0, 1, 2) + (None,) * 17, features, logits)
+    metrics = embedding_metrics(outputs, k=5)
+    assert metrics.knn == {} and "3 labelled" in metrics.notes[0]
+    assert metrics.overlap["teacher-student"].overall.is_defined and metrics.n_labelled == 3
