@@ -103,8 +103,12 @@ def test_a_dataset_point_not_in_the_gallery_is_added_and_selected(window, qtbot,
     assert np.array_equal(load_image(view.outputs.outputs.paths[5]).rgb, session.current_image.image.rgb)
 
 
-def test_replacing_a_model_drops_the_embeddings(window, qtbot, model_files, tmp_path):
+def test_another_model_drops_the_embeddings_another_cam_layer_does_not(window, qtbot, model_files, tmp_path):
     view = _computed(qtbot, window, model_files, tmp_path)
+    student = window.session.models["student"]
+    other_layer = next(layer.name for layer in student.layers if layer.is_spatial and layer.name != student.target_layer)
+    window.session.set_target_layer("student", other_layer)  # the CAM layer: the features stay
+    assert view.outputs.outputs is not None and len(view.scatters) == 3
     window.slots["base"].load(model_files["teacher"])
     wait_idle(qtbot, window)
     assert view.outputs.outputs is None and view.scatters == {} and view.table.rows() == []

@@ -34,10 +34,19 @@ class FeatureOutputs(QObject):
         self.source_name = ""
         self.job = None
         self.status = ""
-        session.modelChanged.connect(self.clear)
+        self.backends: dict = {}  # the models the outputs came from
+        session.modelChanged.connect(self._models_changed)
         session.engineReady.connect(self._status_changed)
         session.imagesChanged.connect(self._gallery_changed)
         session.datasetFolderChanged.connect(self._dataset_changed)
+
+    def _models_changed(self, *_args) -> None:
+        """Another model (not another CAM target layer: features are the penultimate layer's) drops them."""
+        current = {role: m.backend for role, m in self.session.loaded_models().items()}
+        if self.job is not None or self.outputs is not None and current != self.backends:
+            self.clear()
+        else:
+            self.statusChanged.emit()
 
     def _status_changed(self, *_args) -> None:
         self.statusChanged.emit()
@@ -111,6 +120,7 @@ class FeatureOutputs(QObject):
             return outputs, embedding_metrics(outputs, k=min(NEIGHBOURS, max(outputs.n - 1, 1)))
 
         ids = [item.id for item in items] if items is not None else None
+        self.backends = dict(models)
         self.status = f"computing features of {name}…"
         self.statusChanged.emit()
         self.job = self.jobs.submit(f"features of {name}", work, key="feature-outputs",
