@@ -26,14 +26,14 @@ __all__ = [
 
 from .base import BaseCAM, WeightedCAM
 from .explanation import Explanation
-from .registry import CAM_METHODS, cam_method
-from .reshape import ReshapeTransform, SpatialLayer, TokensAsImage
-from .targets import (TARGET_RULES, CamTarget, ClassTarget, ClassTargets, GradientSeed, TargetRule, as_target,
-                      resolve_targets, target_cotangent)
+from .registry import ARCHITECTURE_METHODS, CAM_METHODS, cam_method
+from .reshape import ChannelsLast, ReshapeTransform, SpatialLayer, TokensAsImage, transform_for
+from .targets import (TARGET_RULES, CamTarget, ClassTarget, ClassTargets, GradientSeed, HeadTarget, TargetRule,
+                      as_target, resolve_targets, target_cotangent)
 
 __all__ += [
-    "BaseCAM", "WeightedCAM", "Explanation", "CAM_METHODS", "cam_method",
-    "ReshapeTransform", "SpatialLayer", "TokensAsImage",
-    "TARGET_RULES", "CamTarget", "ClassTarget", "ClassTargets", "GradientSeed", "TargetRule", "as_target",
+    "BaseCAM", "WeightedCAM", "Explanation", "ARCHITECTURE_METHODS", "CAM_METHODS", "cam_method",
+    "ChannelsLast", "ReshapeTransform", "SpatialLayer", "TokensAsImage", "transform_for",
+    "TARGET_RULES", "CamTarget", "ClassTarget", "ClassTargets", "GradientSeed", "HeadTarget", "TargetRule", "as_target",
     "resolve_targets", "target_cotangent",
 ]

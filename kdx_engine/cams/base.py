@@ -17,13 +17,14 @@ from ..models.layers import default_target_layer, probe_layers
 from ..models.loading import check_finite_logits
 from ..models.backend import ModelBackend
 from .explanation import Explanation
-from .reshape import ReshapeTransform, SpatialLayer
+from .reshape import ReshapeTransform, SpatialLayer, transform_for
 from .targets import CamTarget, ClassTarget, TargetRule, as_target
 
 
 class BaseCAM(ABC):
     """Run a CAM method of ``backend`` at ``layer`` (default: the automatic target layer), seeing the
-    layer's output as an image through ``reshape_transform`` (default: N×C×H×W as it is)."""
+    layer's output as an image through ``reshape_transform`` (default: the one its probed layout needs:
+    N×C×H×W as it is, tokens on their patch grid, channels-last stages permuted)."""
 
     name = "base"
     uses_gradients = True
@@ -33,13 +34,14 @@ class BaseCAM(ABC):
         self.backend = backend
         self.layer = layer or default_target_layer(probe_layers(backend))
         self.batch_size = batch_size
-        self.reshape_transform = reshape_transform or SpatialLayer()
+        self.reshape_transform = reshape_transform  # None: the layer's own layout (``transform_for``)
 
     def __call__(self, x: torch.Tensor, targets: Sequence[ClassTarget] | CamTarget,
                  target_rule: str | None = None) -> Explanation:
         """Maps of ``x`` for ``targets``: one class target per image, a rule resolved from the logits of
         the same forward pass that computes the map, or another target object."""
-        return self.from_forward(x, self.run_forward(x), targets, target_rule)
+        target = as_target(targets, target_rule)
+        return self.explain_forward(self.run_forward(x, target.layers), target, tuple(x.shape[-2:]), x)
 
     def run_forward(self, x: torch.Tensor, layers: Sequence[str] = ()):
         """The one forward pass a map needs (with gradients from the target layer on, for gradient
@@ -60,10 +62,11 @@ class BaseCAM(ABC):
         if target.reads_logits:
             check_finite_logits(forward.logits, self.backend)
         seed = target.seed(forward)
-        activations = self.reshape_transform(forward.activations[self.layer], self.layer)
+        transform = self.transform_for(forward.activations[self.layer])
+        activations = transform(forward.activations[self.layer], self.layer)
         if not self.uses_gradients and (x is None or not seed.class_targets):
             raise ValueError(f"{self.name} scores class targets on the inputs; it cannot explain this target")
-        grads = self.reshape_transform(forward.vjp(seed.cotangents), self.layer) if self.uses_gradients else None
+        grads = transform(forward.vjp(seed.cotangents), self.layer) if self.uses_gradients else None
         raw = self.cam_image(x, activations, grads, seed.class_targets)
         low_res = torch.relu(raw)
         maps = F.interpolate(low_res[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
@@ -73,6 +76,15 @@ class BaseCAM(ABC):
             method=self.name, layer=self.layer, targets=seed.indices, target_rule=seed.rule,
             low_res=low_res, maps=maps, logits=forward.logits, notes=notes, details=dict(seed.details),
         )
+
+    def transform_for(self, activation: torch.Tensor) -> ReshapeTransform:
+        """The transform given, else the one this layer's layout needs: a square N×C×H×W output as it is
+        (no probe needed), anything else from the shape probe (tokens, channels-last stages)."""
+        if self.reshape_transform is not None:
+            return self.reshape_transform
+        if activation.dim() == 4 and activation.shape[2] == activation.shape[3]:
+            return SpatialLayer()
+        return layer_transform(self.backend, self.layer)
 
     @abstractmethod
     def cam_image(self, x, activations, grads, targets) -> torch.Tensor:
@@ -89,6 +101,11 @@ class WeightedCAM(BaseCAM):
     @abstractmethod
     def channel_weights(self, x, activations, grads, targets) -> torch.Tensor:
         """N×C channel weights."""
+
+
+def layer_transform(backend: ModelBackend, layer: str) -> ReshapeTransform:
+    """The reshape transform ``layer`` of ``backend`` needs, from the shape probe (``transform_for``)."""
+    return transform_for(next((info for info in probe_layers(backend) if info.name == layer), None))
 
 
 def _map_note(raw: torch.Tensor, grads: torch.Tensor | None) -> str | None:

@@ -68,6 +68,7 @@ class CamTarget(ABC):
     """What to explain for a batch: a score of outputs downstream of the gradient layer."""
 
     reads_logits = True  # the logits choose or make the score (they are checked to be finite first)
+    layers: tuple[str, ...] = ()  # outputs besides the logits that the seed reads (the forward keeps them)
 
     @abstractmethod
     def seed(self, forward) -> GradientSeed:
@@ -106,6 +107,32 @@ class TargetRule(CamTarget):
         return ClassTargets(tuple(self.resolve(forward.logits)), self.rule).seed(forward)
 
 
+@dataclass(frozen=True)
+class HeadTarget(CamTarget):
+    """A class score of one classifier head of a model with several, seeded at that head's own output (a
+    distilled DeiT's ``head`` reads the class token, ``head_dist`` the distillation token; its logits
+    are their mean). ``rule``: the head's own ``predicted`` class, or one ``class`` for all images."""
+
+    head: str
+    rule: str = "predicted"
+    class_index: int | None = None
+
+    reads_logits = False  # the head's own scores are checked instead
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return (self.head,)
+
+    def seed(self, forward) -> GradientSeed:
+        scores = forward.activations[self.head]
+        if not torch.isfinite(scores).all():
+            raise ValueError(f"head {self.head!r} gave NaN or inf scores; no class can be chosen from them")
+        targets = tuple(resolve_targets(self.rule, scores, class_index=self.class_index))
+        return GradientSeed({self.head: target_cotangent(scores, targets)}, tuple(t.index for t in targets),
+                            f"{self.rule} ({self.head})", class_targets=(),
+                            details={"head": self.head})
+
+
 def as_target(targets: CamTarget | Sequence[ClassTarget], rule: str | None = None) -> CamTarget:
     """A target object for ``targets``: a list of class targets (recorded as ``rule``, default "given"),
     or a ``TargetRule`` or other ``CamTarget`` (recorded as ``rule`` where one is given)."""
@@ -124,6 +151,10 @@ class _RecordedAs(CamTarget):
     @property
     def reads_logits(self) -> bool:
         return self.target.reads_logits
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return self.target.layers
 
     def seed(self, forward) -> GradientSeed:
         return dataclasses.replace(self.target.seed(forward), rule=self.rule)

@@ -296,8 +296,8 @@ def _composited_on_white(rgba_image: Image.Image, source_mode: str) -> tuple[np.
 def to_tensor(image_rgb: np.ndarray | LoadedImage, preprocessing: Preprocessing) -> torch.Tensor:
     """The model input (3×S×S float32): resize, centre crop, scale to [0, 1], normalise. An image too
     elongated, or whose resize would be too large, is an ImageError (see ``check_resizable``)."""
-    pixels = _resized_and_cropped(_checked_float_chw(image_rgb, preprocessing), preprocessing, "bilinear",
-                                  _name_of(image_rgb))
+    pixels = _resized_and_cropped(_checked_float_chw(image_rgb, preprocessing), preprocessing,
+                                  preprocessing.interpolation, _name_of(image_rgb))
     return normalised(pixels, preprocessing)
 
 
@@ -319,8 +319,8 @@ def to_batch(images: Sequence[np.ndarray | LoadedImage], preprocessing: Preproce
 
 def display_image(image_rgb: np.ndarray | LoadedImage, preprocessing: Preprocessing) -> np.ndarray:
     """The resized and cropped 8-bit RGB (S×S×3) that lines up pixel for pixel with the model input."""
-    pixels = _resized_and_cropped(_checked_float_chw(image_rgb, preprocessing), preprocessing, "bilinear",
-                                  _name_of(image_rgb))
+    pixels = _resized_and_cropped(_checked_float_chw(image_rgb, preprocessing), preprocessing,
+                                  preprocessing.interpolation, _name_of(image_rgb))
     return pixels.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
 
@@ -395,8 +395,10 @@ def _resized_and_cropped(chw: torch.Tensor, preprocessing: Preprocessing, mode: 
     check_resizable((height, width), preprocessing, name)
     target = resized_size(height, width, preprocessing)
     if target != (height, width):
-        antialias = {"antialias": True, "align_corners": False} if mode == "bilinear" else {}
+        antialias = {"antialias": True, "align_corners": False} if mode in ("bilinear", "bicubic") else {}
         chw = F.interpolate(chw[None], size=target, mode=mode, **antialias)[0]
+        if mode == "bicubic":  # bicubic overshoots; 8-bit resizers (PIL, torchvision) clip to the pixel range
+            chw = chw.clamp(0, 255)
     return _centre_crop(chw, size)
 
 

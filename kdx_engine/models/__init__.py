@@ -16,11 +16,19 @@ from .registry import (
     registered_architectures,
 )
 
+
+def timm_model_names() -> list[str]:
+    """Every model timm can build, as ``timm:NAME`` (timm imported only when asked)."""
+    from .architectures.timm_family import timm_model_names as names
+
+    return names()
+
+
 __all__ = [
     "INPUT", "LOGITS", "PENULTIMATE", "Forward", "LayerError", "LayerInfo", "ModelBackend", "ModelInfo", "UnknownLayerError",
     "default_target_layer", "probe_layers", "stage_layers",
     "ModelLoadError", "NonFiniteLogitsError", "UntrustedPickleError", "check_finite_logits", "check_same_classes",
     "detect_format", "load_model", "models_in_file",
     "Preprocessing", "read_sidecar", "write_sidecar",
-    "architecture_families", "fingerprint", "get_architecture", "register_architecture", "registered_architectures",
+    "timm_model_names", "architecture_families", "fingerprint", "get_architecture", "register_architecture", "registered_architectures",
 ]

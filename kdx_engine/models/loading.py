@@ -33,7 +33,7 @@ from ..checkpoints import (  # noqa: F401 - UntrustedPickleError and extract_sta
 from .backend import ModelBackend, ModelInfo, model_label
 from .outputs import logits_of
 from .preprocessing import Preprocessing, read_sidecar, sidecar_path
-from .registry import Architecture, fingerprint, get_architecture
+from .registry import Architecture, architecture_match, fingerprint, get_architecture
 from .script_backend import ScriptModuleBackend
 from .torch_backend import TorchModuleBackend
 
@@ -137,6 +137,7 @@ def _load_model_file(path: Path, arch, which, trust_pickle, preprocessing, onnx_
     notes: list[str] = []
     label = "torch.export program (.pt2)" if fmt == "torch_export" or path.suffix.lower() == ".pt2" \
         else FORMAT_LABELS.get(fmt, fmt + " file")
+    architecture = None  # the registry's, fitted to the weights: its preset applies (state_dicts only)
     try:
         with quiet_torch():
             if fmt == "torchscript":
@@ -147,7 +148,8 @@ def _load_model_file(path: Path, arch, which, trust_pickle, preprocessing, onnx_
                     preprocessing = _preset_of_size(fixed_size, path, "exported program")
                     notes.append(f"input size {fixed_size} read from the exported program")
             else:
-                module, arch_name = _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes)
+                module, architecture = _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes)
+                arch_name = architecture.name if architecture is not None else None
                 if arch_name is None:  # a full module from a trusted pickle, not weights built into an architecture
                     fmt = PICKLED_MODULE
     except ModelLoadError:
@@ -161,7 +163,7 @@ def _load_model_file(path: Path, arch, which, trust_pickle, preprocessing, onnx_
             raise ModelLoadError(f"{path.name}: not a readable {label} (corrupt, or not a checkpoint)") from exc
         raise ModelLoadError(f"{path.name}: not a readable {label} ({_reader_problem(exc)})") from exc
     check_finite_parameters(module, path.name)
-    config = preprocessing or sidecar or _preset_for(arch_name)
+    config = preprocessing or sidecar or (architecture.preset if architecture is not None else FALLBACK_PRESET)
     if config.source == "imagenet-fallback":
         notes.append(FALLBACK_NOTE.format(geometry=_geometry(config)))
     num_classes = _probe_num_classes(module, config, path)
@@ -406,12 +408,6 @@ def _plain_pickle_kind(path: Path) -> str | None:
     return kind_of(obj)
 
 
-def _preset_for(arch_name: str | None) -> Preprocessing:
-    if arch_name is None:
-        return FALLBACK_PRESET
-    return get_architecture(arch_name).preset
-
-
 def _load_export(path: Path) -> tuple[nn.Module, int | None]:
     """The program's module hierarchy, and its input size when the program fixed it."""
     program = torch.export.load(str(path))
@@ -425,8 +421,9 @@ def _load_export(path: Path) -> tuple[nn.Module, int | None]:
     return torch.export.unflatten(program), size
 
 
-def _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes) -> tuple[nn.Module, str | None]:
-    """A state_dict (any container) built into its architecture, or a trusted full module."""
+def _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes) -> tuple[nn.Module, Architecture | None]:
+    """A state_dict (any container) built into its architecture (returned, fitted to the weights), or a
+    trusted full module (None for the architecture)."""
     obj = read_checkpoint(path, trust_pickle=trust_pickle)
     if isinstance(obj, nn.Module):
         notes.append("full pickled module loaded because the file was explicitly trusted")
@@ -443,7 +440,7 @@ def _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes) -> tuple
         module.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
         raise ModelLoadError(f"{path.name}: weights do not fit architecture {architecture.name} ({first_line(exc)})") from exc
-    return module, architecture.name
+    return module, architecture
 
 
 def _choose_architecture(state_dict, arch_name, notes, name) -> tuple[Architecture, int]:
@@ -452,10 +449,10 @@ def _choose_architecture(state_dict, arch_name, notes, name) -> tuple[Architectu
             architecture = get_architecture(arch_name)
         except KeyError as exc:
             raise ModelLoadError(f"{name}: {exc.args[0]}") from exc
-        matches = [(a, k) for a, k in fingerprint(state_dict) if a.name == arch_name]
-        if not matches:
+        match = architecture_match(architecture, state_dict)
+        if match is None:
             raise ModelLoadError(f"{name}: parameter names/shapes do not match architecture {arch_name}")
-        return matches[0]
+        return match
     matches = fingerprint(state_dict)
     if not matches:
         raise ModelLoadError(

@@ -27,8 +27,21 @@ class Architecture:
     def build(self, num_classes: int | None = None) -> nn.Module:
         return self.builder(num_classes or self.default_classes)
 
+    def fitted_to(self, shapes: Mapping[str, tuple[int, ...]]) -> "Architecture":
+        """This architecture with the options a state_dict's shapes imply (a ViT's input size from its
+        position embedding, …); itself where nothing is implied."""
+        return self
+
+    @property
+    def cache_key(self) -> str:
+        """What identifies the built module's shapes (the name, and any options ``fitted_to`` set)."""
+        return self.name
+
 
 _REGISTRY: dict[str, Architecture] = {}
+# Builders of architectures named by a prefix (``timm:NAME`` builds any model timm knows), asked by
+# ``get_architecture`` for names that are not registered: prefix → ``resolve(name) -> Architecture | None``.
+_RESOLVERS: dict[str, Callable[[str], "Architecture | None"]] = {}
 # Packages above ``models`` that register architectures of their own, imported by name at the first
 # lookup: a checkpoint of theirs then loads from a fresh interpreter, and ``models`` imports none of
 # their code (import-linter's layers contract keeps it so).
@@ -39,12 +52,22 @@ def register_architecture(name: str, *, family: str, preset: Preprocessing, defa
     """Decorator: register ``builder(num_classes) -> nn.Module`` under ``name``."""
 
     def decorate(builder: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise ValueError(f"architecture {name!r} is registered twice")
-        _REGISTRY[name] = Architecture(name, family, builder, preset, default_classes)
+        add_architecture(Architecture(name, family, builder, preset, default_classes))
         return builder
 
     return decorate
+
+
+def add_architecture(arch: Architecture) -> None:
+    """Register an ``Architecture`` (or a subclass of it) under its name."""
+    if arch.name in _REGISTRY:
+        raise ValueError(f"architecture {arch.name!r} is registered twice")
+    _REGISTRY[arch.name] = arch
+
+
+def register_resolver(prefix: str, resolve: Callable[[str], "Architecture | None"]) -> None:
+    """Let ``get_architecture`` build unregistered names that start with ``prefix`` (e.g. ``timm:``)."""
+    _RESOLVERS[prefix] = resolve
 
 
 def registered_architectures() -> dict[str, Architecture]:
@@ -56,10 +79,18 @@ def registered_architectures() -> dict[str, Architecture]:
 
 
 def get_architecture(name: str) -> Architecture:
+    """The registered architecture ``name``, or one a resolver builds for it (``timm:NAME``)."""
     archs = registered_architectures()
-    if name not in archs:
-        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(archs))}")
-    return archs[name]
+    if name in archs:
+        return archs[name]
+    for prefix, resolve in _RESOLVERS.items():
+        if name.startswith(prefix):
+            found = resolve(name)
+            if found is not None:
+                return found
+            raise KeyError(f"unknown architecture {name!r}: {name[len(prefix):]!r} is not a model "
+                           f"{prefix.rstrip(':')} knows")
+    raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(archs))}")
 
 
 def parameter_shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
@@ -72,7 +103,7 @@ _SHAPE_CACHE: dict[tuple[str, int], dict[str, tuple[int, ...]]] = {}
 
 def architecture_shapes(arch: Architecture, num_classes: int) -> dict[str, tuple[int, ...]]:
     """Parameter shapes of ``arch`` built on the meta device (no memory, milliseconds)."""
-    key = (arch.name, num_classes)
+    key = (arch.cache_key, num_classes)
     if key not in _SHAPE_CACHE:
         with torch.device("meta"), _initialisers_skipped():
             module = arch.build(num_classes)
@@ -104,19 +135,28 @@ def _num_classes_from(shapes: Mapping[str, tuple[int, ...]], reference: Mapping[
 
 def fingerprint(state_dict: Mapping[str, torch.Tensor]) -> list[tuple[Architecture, int]]:
     """Architectures (with class count) whose parameter names and shapes match ``state_dict`` exactly."""
-    shapes = parameter_shapes(state_dict)
     matches = []
     for arch in registered_architectures().values():
-        reference = architecture_shapes(arch, arch.default_classes)
-        if reference.keys() != shapes.keys():
-            continue
-        num_classes = arch.default_classes
-        if reference != shapes:
-            num_classes = _num_classes_from(shapes, reference)
-            if num_classes is None or architecture_shapes(arch, num_classes) != shapes:
-                continue
-        matches.append((arch, num_classes))
+        match = architecture_match(arch, state_dict)
+        if match is not None:
+            matches.append(match)
     return matches
+
+
+def architecture_match(arch: Architecture, state_dict: Mapping[str, torch.Tensor]) -> tuple[Architecture, int] | None:
+    """``arch`` fitted to ``state_dict`` (see ``Architecture.fitted_to``) with the class count its
+    parameters imply, or None when their names and shapes do not match it exactly."""
+    shapes = parameter_shapes(state_dict)
+    arch = arch.fitted_to(shapes)
+    reference = architecture_shapes(arch, arch.default_classes)
+    if reference.keys() != shapes.keys():
+        return None
+    num_classes = arch.default_classes
+    if reference != shapes:
+        num_classes = _num_classes_from(shapes, reference)
+        if num_classes is None or architecture_shapes(arch, num_classes) != shapes:
+            return None
+    return arch, num_classes
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,10 @@ class UniCamTarget(CamTarget):
     def n(self) -> int:
         return self.reference_x.shape[0] + 1
 
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return (self.feature_layer,)
+
     def seed(self, forward) -> GradientSeed:
         feature_grad, score = score_gradient(forward.activations[self.feature_layer], self.reference_x,
                                              self.query_y, self.reference_y, self.labels, self.variant)

@@ -11,6 +11,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
+    QCompleter,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -24,6 +25,8 @@ from PySide6.QtWidgets import (
 MAX_INPUT_SIZE = 4096  # as kdx_engine.models.preprocessing (not imported here: it brings torch)
 MAX_RESIZE = 2 * MAX_INPUT_SIZE
 NO_RESIZE = "none (resize straight to the input size)"
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # as kdx_engine.models.preprocessing
+TIMM_PREFIX = "timm:"
 ALSO_FITS = "parameters also fit: "
 
 
@@ -60,12 +63,13 @@ class PreprocessingDialog(QDialog):
     """Show and edit a loaded model's preprocessing; OK writes the sidecar.
 
     ``architectures``: registry names to offer (first the current one and those the parameters also
-    fit); ``architecture_editable``: only a state_dict can be rebuilt in another architecture;
+    fit); ``architecture_editable``: only a state_dict can be rebuilt in another architecture (then any
+    ``timm:NAME`` can be typed too, completed from ``timm_names``, default: every model timm knows);
     ``save_architecture``: whether the sidecar names the architecture (not for a file holding two
     models, whose one sidecar serves both)."""
 
     def __init__(self, model, architectures: list[str], architecture_editable: bool,
-                 save_architecture: bool = True, parent: QWidget | None = None):
+                 save_architecture: bool = True, parent: QWidget | None = None, timm_names: list[str] | None = None):
         super().__init__(parent)
         self.model = model
         info = model.info
@@ -93,8 +97,20 @@ class PreprocessingDialog(QDialog):
         self.architecture_box.setCurrentIndex(max(index, 0))
         self.architecture_box.setEnabled(architecture_editable and bool(offered))
         self.architecture_box.setToolTip(
-            "The architecture the state_dict is built into; changing it reloads the weights"
+            "The architecture the state_dict is built into; changing it reloads the weights. Any timm model "
+            "can be typed as timm:NAME (built without weights, nothing is downloaded)"
             if architecture_editable else "Only a state_dict can be rebuilt in another architecture")
+        if architecture_editable:
+            if timm_names is None:
+                from kdx_engine.models import timm_model_names
+
+                timm_names = timm_model_names()
+            self.architecture_box.setEditable(True)
+            self.architecture_box.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+            completer = QCompleter(list(dict.fromkeys([*offered, *timm_names])), self.architecture_box)
+            completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+            completer.setFilterMode(Qt.MatchFlag.MatchContains)
+            self.architecture_box.setCompleter(completer)
         self.original_architecture = current
 
         self.input_size = QSpinBox()
@@ -108,6 +124,12 @@ class PreprocessingDialog(QDialog):
         self.resize_box.setValue(pre.resize or 0)
         self.resize_box.setToolTip("Resize the shorter side to this, then centre-crop the input size; "
                                    "none resizes the image straight to the input size")
+        self.interpolation_box = QComboBox()
+        self.interpolation_box.setObjectName("interpolation")
+        for name in INTERPOLATIONS:
+            self.interpolation_box.addItem(name, name)
+        self.interpolation_box.setCurrentIndex(max(self.interpolation_box.findData(pre.interpolation), 0))
+        self.interpolation_box.setToolTip("How the image is resized (timm models: usually bicubic)")
         self.mean_edit = QLineEdit(format_numbers(pre.mean))
         self.mean_edit.setToolTip("Per-channel mean (R, G, B) of pixels scaled to 0–1")
         self.std_edit = QLineEdit(format_numbers(pre.std))
@@ -126,6 +148,7 @@ class PreprocessingDialog(QDialog):
         form.addRow("Architecture", self.architecture_box)
         form.addRow("Input size", self.input_size)
         form.addRow("Resize (shorter side)", self.resize_box)
+        form.addRow("Interpolation", self.interpolation_box)
         form.addRow("Mean", self.mean_edit)
         form.addRow("Std", self.std_edit)
         form.addRow(f"Classes ({info.num_classes})", self.classes_edit)
@@ -152,7 +175,12 @@ class PreprocessingDialog(QDialog):
 
     # --- values --------------------------------------------------------------------------------
     def chosen_architecture(self) -> str | None:
-        return self.architecture_box.currentData()
+        """The architecture picked from the list, or a name typed into it (``timm:NAME``)."""
+        text = self.architecture_box.currentText().strip()
+        index = self.architecture_box.findText(text)
+        if index >= 0 or not self.architecture_box.isEditable():
+            return self.architecture_box.itemData(max(index, 0)) if index >= 0 else self.architecture_box.currentData()
+        return text or None
 
     def architecture_changed(self) -> bool:
         return self.architecture_box.isEnabled() and self.chosen_architecture() != self.original_architecture
@@ -167,11 +195,19 @@ class PreprocessingDialog(QDialog):
         if len(set(names)) != len(names):
             raise ValueError("class names must differ from each other")
         arch = self.chosen_architecture() if self.save_architecture else None
+        if arch is not None and self.architecture_changed():
+            from kdx_engine.models import get_architecture
+
+            try:
+                get_architecture(arch)
+            except KeyError as exc:
+                raise ValueError(str(exc.args[0])) from None
         return Preprocessing(
             input_size=self.input_size.value(), resize=self.resize_box.value() or None,
             mean=parse_numbers("mean", self.mean_edit.text()), std=parse_numbers("std", self.std_edit.text()),
             class_names=names, architecture=arch, source="sidecar",
-            distillation_temperature=self.model.info.preprocessing.distillation_temperature)
+            distillation_temperature=self.model.info.preprocessing.distillation_temperature,
+            interpolation=self.interpolation_box.currentData())
 
     def show_error(self, message: str) -> None:
         self.error_label.setText(f"⚠ {message}")

@@ -7,4 +7,5 @@ from . import (  # noqa: F401  (each module registers its architectures on impor
     cifar_wrn,
     demo_nets,
     torchvision_models,
+    timm_family,
 )

@@ -91,18 +91,21 @@ def test_shapes_that_are_not_images_are_refused_with_the_layer_named():
         TokensAsImage()(torch.zeros(1, 18, 4), "blocks.3")
     with pytest.raises(ValueError, match="needs T×C tokens"):
         TokensAsImage()(torch.zeros(1, 4, 2, 2), "stage")
-    # a token layer without a transform: the CAM says so instead of mis-reading the axes
+    # a token layer forced through the C×H×W transform: the CAM says so instead of mis-reading the axes
     model = TinyTokens().eval()
     with pytest.raises(ValueError, match="a CAM needs C×H×W"):
-        cam_method("gradcam")(backend_for(model, 4, input_size=16), layer="block")(
+        cam_method("gradcam")(backend_for(model, 4, input_size=16), layer="block", reshape_transform=SpatialLayer())(
             torch.zeros(1, 3, 16, 16), [ClassTarget(0)])
 
 
-def test_ablation_cam_refuses_a_reshape_transform():
-    backend = backend_for(TinyTokens().eval(), 4, input_size=16)
-    with pytest.raises(ValueError, match="ablationcam"):
-        cam_method("ablationcam")(backend, layer="block", reshape_transform=TokensAsImage())(
-            torch.zeros(1, 3, 16, 16), [ClassTarget(0)])
+def test_a_token_layer_is_laid_out_on_its_patch_grid_without_being_told():
+    backend = backend_for(TinyTokens(extra_tokens=2).eval(), 4, input_size=16)
+    images = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    automatic = cam_method("gradcam")(backend, layer="block")(images, [ClassTarget(0), ClassTarget(2)])
+    given = cam_method("gradcam")(backend, layer="block", reshape_transform=TokensAsImage(drop=2, grid=4))(
+        images, [ClassTarget(0), ClassTarget(2)])
+    assert automatic.low_res.shape == (2, 4, 4)
+    torch.testing.assert_close(automatic.maps, given.maps)
 
 
 class _Net(nn.Module):

@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 from kdx_engine.models import registry
-from kdx_engine.models.architectures import torchvision_models
+from kdx_engine.models.architectures import timm_family, torchvision_models
 
 CIFAR_ZOO = {
     "resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet8x4",
@@ -189,7 +189,7 @@ def test_fingerprint_recognises_the_architecture_with_a_non_default_class_count(
     with torch.device("meta"):
         state_dict = ARCHITECTURES[name].build(10).state_dict()
     matches = [(match.name, count) for match, count in registry.fingerprint(state_dict)]
-    assert matches == [(name, 10)]
+    assert matches == [(name, 10), *[(twin, 10) for twin in timm_family.same_layout_as(name)]]
 
 
 def test_every_architecture_is_recognised_as_itself_only_at_its_default_class_count():
@@ -197,7 +197,8 @@ def test_every_architecture_is_recognised_as_itself_only_at_its_default_class_co
         shapes = registry.architecture_shapes(arch, arch.default_classes)
         state_dict = {key: torch.empty(shape, device="meta") for key, shape in shapes.items()}
         matches = [(match.name, count) for match, count in registry.fingerprint(state_dict)]
-        assert matches == [(name, arch.default_classes)]
+        assert matches == [(name, arch.default_classes),
+                           *[(twin, arch.default_classes) for twin in timm_family.same_layout_as(name)]]
 
 
 def test_fingerprint_of_a_real_resnet18_state_dict_is_resnet18_only():
