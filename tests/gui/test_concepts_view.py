@@ -31,15 +31,21 @@ def test_published_defaults_are_shown():
         (published.steps, published.draws, published.grid)
 
 
-def test_concept_cells_are_outlined_in_two_colours():
+def test_concept_cells_are_tinted_in_two_colours():
     rgb = np.full((8, 8, 3), 128, dtype=np.uint8)
-    entropy = np.array([[-3.0, -2.0], [-2.0, -3.0]])
+    entropy = np.array([[-3.0, -2.5], [-2.5, -3.0]])
     concepts = np.array([[True, False], [False, True]])
     foreground = np.array([[True, False], [False, False]])
-    picture = concept_picture(rgb, entropy, concepts, foreground, (-3.0, -2.0))
-    assert (picture[0, 0] == FOREGROUND_COLOUR).all()      # the object's concept cell
-    assert (picture[7, 7] == BACKGROUND_COLOUR).all()      # the background's concept cell
-    assert not (picture[0, 7] == FOREGROUND_COLOUR).all() and not (picture[0, 7] == BACKGROUND_COLOUR).all()
+    picture = concept_picture(rgb, entropy, concepts, foreground, (-3.0, -2.0)).astype(float)
+    plain = concept_picture(rgb, entropy, np.zeros_like(concepts), foreground, (-3.0, -2.0)).astype(float)
+
+    def towards(colour, pixel):
+        return np.linalg.norm(picture[pixel] - colour) < 0.5 * np.linalg.norm(plain[pixel] - colour)
+
+    assert towards(FOREGROUND_COLOUR, (1, 1)) and not towards(BACKGROUND_COLOUR, (1, 1))   # object's concept
+    assert towards(BACKGROUND_COLOUR, (6, 6)) and not towards(FOREGROUND_COLOUR, (6, 6))   # background's concept
+    np.testing.assert_array_equal(picture[1, 6], plain[1, 6])                              # not a concept
+    assert plain[1, 1].sum() > plain[1, 6].sum()  # lower entropy is brighter
 
 
 def test_run_fills_maps_and_tables(window, qtbot, model_files, tmp_path):

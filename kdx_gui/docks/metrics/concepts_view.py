@@ -23,6 +23,10 @@ from kdx_gui.widgets.tables import CopyableTable
 
 FOREGROUND_COLOUR = np.array([255, 140, 0])   # concept cells inside the object mask
 BACKGROUND_COLOUR = np.array([0, 200, 255])   # concept cells outside it
+TINT = 0.6
+LEGEND = ("brightness: low entropy (the layer keeps that cell's information) · "
+          "<span style='color:#ff8c00'>■</span> concept on the object · "
+          "<span style='color:#00c8ff'>■</span> concept in the background")
 STAT_TITLES = {"N": "N (all concepts)", "N_fg": "N_fg (on the object)", "N_bg": "N_bg (background)",
                "lambda_ratio": "λ_ratio = N_fg/(N_fg+N_bg)"}
 ROLES = ("student", "base", "teacher")
@@ -33,35 +37,19 @@ PUBLISHED_STEPS, PUBLISHED_DRAWS, PUBLISHED_GRID = 80, 96, 16
 
 def concept_picture(rgb: np.ndarray, entropy: np.ndarray, concepts: np.ndarray, foreground: np.ndarray | None,
                     levels: tuple[float, float]) -> np.ndarray:
-    """The image (S×S×3) under its entropy map (low entropy = bright), concept cells outlined: orange on
-    the object, blue in the background (all orange without a mask)."""
+    """The image (S×S×3) under its entropy map (low entropy = bright), concept cells tinted: orange on the
+    object, blue in the background (all orange without a mask)."""
     size = rgb.shape[0]
     grid = entropy.shape[0]
     cells = np.minimum((np.arange(size) * grid) // size, grid - 1)
     low, high = levels
     unit = np.clip((high - entropy) / (high - low or 1.0), 0, 1)[cells][:, cells]
     picture = 0.45 * rgb.astype(float) + 0.55 * apply_colormap(unit, "inferno").astype(float)
-    edge = np.zeros((size, size), dtype=bool)
-    edge[:, 1:] |= cells[None, 1:] != cells[None, :-1]
-    edge[1:, :] |= cells[1:, None] != cells[:-1, None]
-    edge[:, 0] = edge[0, :] = edge[:, -1] = edge[-1, :] = True
     picked = concepts[cells][:, cells]
     on_object = foreground[cells][:, cells] if foreground is not None else np.ones_like(picked)
-    # the outline of each concept cell: the cell-boundary pixels inside a concept cell
     for mask, colour in ((picked & on_object, FOREGROUND_COLOUR), (picked & ~on_object, BACKGROUND_COLOUR)):
-        border = mask & _near_edge(edge)
-        picture[border] = colour
+        picture[mask] = (1 - TINT) * picture[mask] + TINT * colour
     return np.clip(np.rint(picture), 0, 255).astype(np.uint8)
-
-
-def _near_edge(edge: np.ndarray) -> np.ndarray:
-    """Edge pixels widened by one pixel inwards on both sides."""
-    wide = edge.copy()
-    wide[1:, :] |= edge[:-1, :]
-    wide[:-1, :] |= edge[1:, :]
-    wide[:, 1:] |= edge[:, :-1]
-    wide[:, :-1] |= edge[:, 1:]
-    return wide
 
 
 class ConceptsView(QWidget):
@@ -120,6 +108,9 @@ class ConceptsView(QWidget):
         layout.addWidget(self.status)
         layout.addLayout(image_row)
         layout.addWidget(self.pictures, 3)
+        legend = QLabel(LEGEND)
+        legend.setWordWrap(True)
+        layout.addWidget(legend)
         layout.addWidget(QLabel("Dataset (95% delete-one jackknife intervals over the images)"))
         layout.addWidget(self.dataset_table, 1)
         layout.addWidget(QLabel("Trajectory over the checkpoints"))
