@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..atomic_files import atomic_write_text
+from ..cams import cam_method
 from ..comparison import ComparisonModel, UniCamCache, image_grid
 from ..comparison.export import strict_json
 from ..data.datasets import ImageFolderDataset
@@ -61,9 +62,7 @@ def prepare_scan(dataset, out, settings: ScanSettings, models: dict[str, Compari
     ``overwrite``), list the images and read what a previous run finished."""
     dataset, out = Path(dataset), Path(out)
     for method in settings.methods:
-        from ..cams import cam_method
-
-        cam_method(method)
+        cam_method(method)  # an unknown name is bad input, said before anything is read
     if settings.top_k < 1:
         raise ValueError(f"top-k must be at least 1, got {settings.top_k}")
     if settings.faithfulness_steps < 0:

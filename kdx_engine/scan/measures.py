@@ -85,7 +85,7 @@ def scan_batch(models: Mapping[str, ComparisonModel], images: Sequence[LoadedIma
     forwards: dict[str, object] = {}
     for role in roles:
         model = models[role]
-        x = to_batch(list(images), model.backend.info.preprocessing).to(model.backend.device)
+        x = _inputs(images, model.backend)
         shared_forward = None
         for method_name in settings.methods:
             key = map_key(method_name, role)
@@ -125,6 +125,11 @@ def scan_batch(models: Mapping[str, ComparisonModel], images: Sequence[LoadedIma
         _unicam_columns(results, images, labels, grids, masks, models, roles, settings, reference,
                         unicam_cache or UniCamCache(), forwards)
     return results
+
+
+def _inputs(images, backend) -> torch.Tensor:
+    """The batch as the backend's inputs, on its device."""
+    return to_batch(list(images), backend.info.preprocessing).to(backend.device)
 
 
 def _run_forward(method, x, extra):
@@ -292,10 +297,9 @@ def _unicam_columns(results, images, labels, grids, masks, models, roles, settin
             if x_forward is None or getattr(x_forward, "grad_layer", None) != explainer.layer \
                     or explainer.feature_layer not in x_forward.activations:
                 x_forward = UniCamCAM(x_model.backend, layer=explainer.layer).run_forward(
-                    to_batch(list(images), x_model.backend.info.preprocessing), [explainer.feature_layer])
+                    _inputs(images, x_model.backend), [explainer.feature_layer])
             if y_forward is None or explainer.feature_layer not in y_forward.activations:
-                y_forward = y_model.backend.forward(to_batch(list(images), y_model.backend.info.preprocessing),
-                                                    [explainer.feature_layer])
+                y_forward = y_model.backend.forward(_inputs(images, y_model.backend), [explainer.feature_layer])
             query_y = y_forward.activations[explainer.feature_layer]
             target = BatchUniCamTarget(tuple(explainer.target_for(query_y[i:i + 1], image, label)
                                              for i, (image, label) in enumerate(zip(images, labels))))

@@ -27,6 +27,9 @@ from kdx_gui.widgets.plots import plain_axes
 
 HISTOGRAM_BINS = 30
 DEFAULT_HISTOGRAM = ("gradcam_student_energy", "gradcam_ts_pearson", "kl_teacher_student")
+# Bookkeeping columns, hidden in the table (they stay in the Parquet and CSV files).
+HIDDEN_COLUMNS = frozenset({"file", "sha256", "maps_shard", "maps_offset", "grid_height", "grid_width", "width",
+                            "height", "has_mask", "notes", "label"})
 
 
 class ScanView(QWidget):
@@ -50,6 +53,7 @@ class ScanView(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(THUMBNAIL_SIDE + 4)
         self.table.verticalHeader().setVisible(False)
         self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
         self.table.activated.connect(self._activated)
         self.table.clicked.connect(self._activated)
 
@@ -124,6 +128,8 @@ class ScanView(QWidget):
         self.histogram_column.blockSignals(False)
         self.title.setText(f"Scan {Path(folder).name}: {self.model.n_rows} rows, {len(columns)} columns ({folder})")
         self._set_enabled(True)
+        for column, name in enumerate(self.model.names):
+            self.table.setColumnHidden(column, name in HIDDEN_COLUMNS)
         self.table.resizeColumnToContents(0)
         self._update_count()
         self.draw_histogram()
