@@ -155,15 +155,25 @@ class OnnxGraph:
         return live
 
     def _penultimate(self) -> str | None:
-        """The activation input of the last Gemm/MatMul on the way to the logits."""
+        """The activation input of the last Gemm/MatMul on the way to the logits; where several reach the
+        logits with no other between (a distilled DeiT's ``head`` and ``head_dist``, averaged), the first
+        one's, as the PyTorch backend takes the main head."""
         ancestors = self._ancestors(self.logits_name)
+        classifiers = []
         for index in sorted(ancestors, reverse=True):
             node = self.nodes[index]
             if node.op_type in CLASSIFIER_OPS:
                 operands = [name for name in node.input[:2] if name not in self.initializers and name in self.producer]
                 if len(operands) == 1:
-                    return operands[0]
-        return None
+                    classifiers.append((index, operands[0]))
+        if not classifiers:
+            return None
+        last, operand = classifiers[0]
+        for index, other in classifiers[1:]:
+            if any(name in self.downstream(self.nodes[index].output[0]) for name in self.nodes[last].input[:2]):
+                break  # this one feeds the last classifier: an earlier layer of the head, not a parallel head
+            operand = other
+        return operand
 
     def _ancestors(self, tensor: str) -> set[int]:
         found: set[int] = set()

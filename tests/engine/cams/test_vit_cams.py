@@ -211,3 +211,24 @@ def test_attention_rollout_refuses_a_model_without_attention():
     convnet = timm.create_model("resnet18", pretrained=False, num_classes=3).eval()
     with pytest.raises(ValueError, match="attention rollout needs a ViT/DeiT"):
         cam_method("rollout")(backend_for(convnet, 3, 32))
+
+
+def test_kdx_explain_offers_rollout_for_a_deit_and_refuses_it_for_a_cnn(tmp_path, capsys):
+    import json
+
+    from kdx_engine.bundled import DEMO_SAMPLES
+    from kdx_engine.cli import main
+
+    torch.manual_seed(0)
+    deit = timm.create_model("deit_tiny_patch16_224", pretrained=False, num_classes=4, img_size=48)
+    torch.save(deit.state_dict(), tmp_path / "deit.pth")
+    image = f"{DEMO_SAMPLES}/circle/00000.png"
+    assert main(["explain", "--method", "rollout", "--model", str(tmp_path / "deit.pth"), image,
+                 "--out", str(tmp_path / "out")]) == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["method"] == "rollout" and manifest["model"]["architecture"] == "timm:deit_tiny_patch16_224"
+    assert np.load(tmp_path / "out" / "00000.npy").shape == (48, 48)
+    torch.save(timm.create_model("resnet18", pretrained=False, num_classes=4).state_dict(), tmp_path / "cnn.pth")
+    assert main(["explain", "--method", "rollout", "--model", str(tmp_path / "cnn.pth"), "--arch", "timm:resnet18",
+                 image, "--out", str(tmp_path / "out2")]) == 2
+    assert "attention rollout needs a ViT/DeiT" in capsys.readouterr().err
