@@ -74,7 +74,7 @@ class AttentionRollout(BaseCAM):
             fused = heads.mean(dim=1) if self.head_fusion == "mean" else getattr(heads, self.head_fusion)(dim=1).values
             if self.discard_ratio > 0:
                 fused = _discarded(fused, self.discard_ratio, self.prefix)
-            eye = torch.eye(fused.shape[-1], dtype=fused.dtype)
+            eye = torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
             step = (fused + eye) / 2
             step = step / step.sum(dim=-1, keepdim=True)
             result = step if result is None else step @ result

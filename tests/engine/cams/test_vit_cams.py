@@ -216,7 +216,7 @@ def test_attention_rollout_refuses_a_model_without_attention():
 def test_kdx_explain_offers_rollout_for_a_deit_and_refuses_it_for_a_cnn(tmp_path, capsys):
     import json
 
-    from kdx_engine.bundled import DEMO_SAMPLES
+    from kdx_engine.bundled import DEMO_MODELS, DEMO_SAMPLES
     from kdx_engine.cli import main
 
     torch.manual_seed(0)
@@ -228,7 +228,6 @@ def test_kdx_explain_offers_rollout_for_a_deit_and_refuses_it_for_a_cnn(tmp_path
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["method"] == "rollout" and manifest["model"]["architecture"] == "timm:deit_tiny_patch16_224"
     assert np.load(tmp_path / "out" / "00000.npy").shape == (48, 48)
-    torch.save(timm.create_model("resnet18", pretrained=False, num_classes=4).state_dict(), tmp_path / "cnn.pth")
-    assert main(["explain", "--method", "rollout", "--model", str(tmp_path / "cnn.pth"), "--arch", "timm:resnet18",
-                 image, "--out", str(tmp_path / "out2")]) == 2
+    assert main(["explain", "--method", "rollout", "--model", str(DEMO_MODELS / "teacher.pth"), image,
+                 "--out", str(tmp_path / "out2")]) == 2  # the demo Teacher, a CNN
     assert "attention rollout needs a ViT/DeiT" in capsys.readouterr().err
