@@ -18,7 +18,7 @@ import timm
 import torch
 from torch import nn
 
-from ..preprocessing import Preprocessing
+from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, Preprocessing
 from ..registry import Architecture, add_architecture, architecture_shapes, register_resolver
 
 PREFIX = "timm:"
@@ -47,7 +47,6 @@ SAME_LAYOUT = (
     ("timm:deit_base_patch16_224", "timm:vit_base_patch16_224"),
 )
 MIN_CROPPED_SIZE = 96  # as the loader's fallback: smaller inputs are resized straight to the input size
-INTERPOLATIONS = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}
 
 
 def timm_preset(name: str, pretrained_cfg: Mapping, input_size: int | None = None) -> Preprocessing:
@@ -58,10 +57,13 @@ def timm_preset(name: str, pretrained_cfg: Mapping, input_size: int | None = Non
     crop_pct = float(pretrained_cfg.get("crop_pct") or 1.0)
     squash = pretrained_cfg.get("crop_mode", "center") == "squash"
     resize = None if squash or size < MIN_CROPPED_SIZE else max(size, math.floor(size / crop_pct))
+    mean, std = tuple(pretrained_cfg.get("mean") or ()), tuple(pretrained_cfg.get("std") or ())
+    if len(mean) != 3 or len(std) != 3:  # a one-channel model's statistics: the RGB defaults instead
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    interpolation = str(pretrained_cfg.get("interpolation", "bilinear"))
     return Preprocessing(
-        input_size=size, resize=resize, mean=tuple(pretrained_cfg.get("mean", (0.485, 0.456, 0.406))),
-        std=tuple(pretrained_cfg.get("std", (0.229, 0.224, 0.225))),
-        interpolation=INTERPOLATIONS.get(str(pretrained_cfg.get("interpolation", "bilinear")), "bilinear"),
+        input_size=size, resize=resize, mean=mean, std=std,
+        interpolation=interpolation if interpolation in INTERPOLATIONS else "bilinear",  # "random": training only
         architecture=PREFIX + name, source="family-preset")
 
 
@@ -101,12 +103,14 @@ class TimmArchitecture(Architecture):
 
 
 _CFG_CACHE: dict[str, dict] = {}
-_PREFIX_TOKENS: dict[str, int | None] = {}
+_PREFIX_TOKENS: dict[str, int] = {}
 
 
 def _pretrained_cfg(name: str) -> dict:
+    """timm's default pretrained_cfg of ``name`` as a dict (read from timm's tables; nothing is fetched)."""
     if name not in _CFG_CACHE:
-        _CFG_CACHE[name] = dict(timm.get_pretrained_cfg(name).to_dict()) if timm.get_pretrained_cfg(name) else {}
+        cfg = timm.get_pretrained_cfg(name)
+        _CFG_CACHE[name] = dict(cfg.to_dict()) if cfg is not None else {}
     return _CFG_CACHE[name]
 
 
@@ -120,8 +124,9 @@ def _vit_input_size(arch: TimmArchitecture, shapes: Mapping[str, tuple[int, ...]
             module = arch.build()
         embeds_prefix = not getattr(module, "no_embed_class", False)
         _PREFIX_TOKENS[arch.name] = int(getattr(module, "num_prefix_tokens", 0)) if embeds_prefix else 0
-    side = math.isqrt(max(pos[1] - (_PREFIX_TOKENS[arch.name] or 0), 0))
-    if side < 1 or side * side + (_PREFIX_TOKENS[arch.name] or 0) != pos[1]:
+    prefix = _PREFIX_TOKENS[arch.name]
+    side = math.isqrt(max(pos[1] - prefix, 0))
+    if side < 1 or side * side + prefix != pos[1]:
         return None
     return side * patch[2]
 

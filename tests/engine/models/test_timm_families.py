@@ -12,7 +12,7 @@ import torch
 
 from conftest import backend_for
 from kdx_engine.data.images import to_tensor
-from kdx_engine.models import ModelLoadError, Preprocessing, load_model, registry
+from kdx_engine.models import ModelLoadError, Preprocessing, load_model, read_sidecar, registry, write_sidecar
 from kdx_engine.models.architectures import timm_family
 from kdx_engine.models.backend import HWC, TOKENS, head_input
 from kdx_engine.models.layers import default_target_layer, probe_layers, stage_layers
@@ -92,6 +92,10 @@ def test_a_deit_state_dict_loads_recognised_with_its_preset_and_the_same_logits(
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(backend.logits(x), model(x))
+    # the sidecar keeps the timm architecture and its interpolation
+    write_sidecar(path, backend.info.preprocessing)
+    assert read_sidecar(path).interpolation == "bicubic"
+    assert read_sidecar(path).architecture == "timm:deit_tiny_patch16_224"
 
 
 def test_arch_timm_name_builds_any_timm_model_named(tmp_path):
@@ -113,15 +117,7 @@ def test_a_wrong_or_unknown_timm_name_is_a_clear_error(tmp_path):
         load_model(path, arch="timm:convnext_tiny")
 
 
-def test_the_sidecar_keeps_a_timm_architecture_and_interpolation(tmp_path):
-    _, path = _save_deit(tmp_path)
-    backend = load_model(path)
-    from kdx_engine.models import read_sidecar, write_sidecar
-
-    write_sidecar(path, backend.info.preprocessing)
-    assert read_sidecar(path).interpolation == "bicubic"
-    assert read_sidecar(path).architecture == "timm:deit_tiny_patch16_224"
-    assert load_model(path).info.preprocessing.source == "sidecar"
+def test_an_unknown_interpolation_is_refused():
     with pytest.raises(ValueError, match="'interpolation' must be one of"):
         Preprocessing(interpolation="lanczos")
 
