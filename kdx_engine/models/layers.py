@@ -33,6 +33,7 @@ def _probe(backend: ModelBackend) -> list[LayerInfo]:
     names = [n for n in backend.layer_names() if not is_head_input(n)]
     order = _execution_order(backend, x, names)
     result = backend.forward(x, order)
+    order = [name for name in order if name in result.activations]  # a traced identity may give no tensor
     keys = {}
     for name in order:
         value = result.activations[name]

@@ -86,7 +86,8 @@ class ScriptModuleBackend(ModelBackend):
         fn = self._function(tuple(layers), replaced)
         args = (self.module._c, x) if replaced is None else (self.module._c, x, replacement)
         out = fn(*args)
-        return logits_of(out[0]), dict(zip(layers, out[1:]))
+        # a traced identity module (timm's ``norm_pre``, ``fc_norm``) can leave no tensor: not a layer output
+        return logits_of(out[0]), {name: value for name, value in zip(layers, out[1:]) if isinstance(value, torch.Tensor)}
 
     def forward(self, x: torch.Tensor, layers: Sequence[str] = (), grad_layer: str | None = None) -> Forward:
         layers = list(dict.fromkeys(layers))

@@ -231,3 +231,18 @@ def test_kdx_explain_offers_rollout_for_a_deit_and_refuses_it_for_a_cnn(tmp_path
     assert main(["explain", "--method", "rollout", "--model", str(DEMO_MODELS / "teacher.pth"), image,
                  "--out", str(tmp_path / "out2")]) == 2  # the demo Teacher, a CNN
     assert "attention rollout needs a ViT/DeiT" in capsys.readouterr().err
+
+
+def test_a_torch_export_program_of_a_deit_gives_the_modules_maps(tmp_path):
+    from kdx_engine.models import load_model
+    from kdx_engine.models.preprocessing import Preprocessing, write_sidecar
+
+    model = _deit("deit_tiny_patch16_224", embed_dim=24, depth=2, num_heads=2)
+    program = torch.export.export(model, (_images(2),), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    torch.export.save(program, str(tmp_path / "deit.pt2"))
+    write_sidecar(tmp_path / "deit.pt2", Preprocessing(input_size=SIZE, resize=None, source="sidecar"))
+    images, targets = _images(2), [ClassTarget(1), ClassTarget(3)]
+    got = cam_method("gradcam")(load_model(tmp_path / "deit.pt2"))(images, targets)
+    expected = cam_method("gradcam")(backend_for(model, 5, SIZE))(images, targets)
+    assert got.layer == expected.layer == "blocks.1.norm1"
+    torch.testing.assert_close(got.normalised(), expected.normalised(), atol=1e-5, rtol=0)
