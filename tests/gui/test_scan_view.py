@@ -88,3 +88,21 @@ def test_a_large_table_reads_only_the_thumbnails_it_draws(qtbot, tmp_path):
     assert view.model.rowCount() == int((t & ~s).sum())
     assert set(view.model.available_filters()) >= {"all", "t-right-s-wrong", "s-energy-below-t"}
     assert set(FILTERS) >= set(view.model.available_filters())
+
+
+def test_scan_dialog_names_what_is_wrong_and_proposes_an_output_folder(qtbot, tmp_path):
+    from kdx_gui.scan.scan_dialog import ScanDialog
+
+    dataset = tmp_path / "shapes"
+    dataset.mkdir()
+    dialog = ScanDialog(str(dataset), "gradcam++")
+    qtbot.addWidget(dialog)
+    assert dialog.out.text() == str(tmp_path / "shapes_kdx_scan") and dialog.problem() is None
+    request = dialog.request()
+    assert request.method == "gradcam++" and request.faithfulness_steps == 20 and not request.unicam
+    (tmp_path / "file.txt").write_text("x")
+    dialog.out.setText(str(tmp_path / "file.txt"))
+    dialog._accept()
+    assert "is a file" in dialog.error.text() and dialog.result() == 0
+    dialog.dataset.setText(str(tmp_path / "missing"))
+    assert "not a folder" in dialog.problem()
