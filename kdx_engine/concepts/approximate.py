@@ -7,6 +7,11 @@ backward pass. The objective's minimiser then has ``σ_c ∝ a_c^{−1/2}``; its
 mean entropy equals the target (as the sampled method keeps the step closest to it), then σ is clamped.
 So ``H_c = target + ½ (mean_c' log a_c' − log a_c)``. It is not the published method: its concept
 threshold is its own (``APPROXIMATE_THRESHOLD``) and its results are never mixed with sampled ones.
+
+The threshold was set on the demo zoo: on 20 class-balanced test images, b = 0.48 makes the mean number
+of concept cells of the approximation match the sampled method's (b = 0.2), Student and Base pooled.
+There the two methods' maps correlate 0.80 (Student) and 0.52 (Base) per image, and their concept
+cells overlap with IoU 0.66 and 0.16: a quick look, not a substitute for the published method.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from kdx_engine.jobs import Progress
 from kdx_engine.models.backend import INPUT, ModelBackend
 
 METHOD = "approximate (one backward pass, linearised; not the published method)"
-APPROXIMATE_THRESHOLD = 0.2
+APPROXIMATE_THRESHOLD = 0.48
 
 
 @dataclass(frozen=True)
