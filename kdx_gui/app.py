@@ -22,7 +22,7 @@ from kdx_gui.state.settings import APPLICATION, ORGANISATION
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="main.py", description="KDX: explain and measure knowledge distillation")
+    parser = argparse.ArgumentParser(prog="kdx-gui", description="KDX: explain and measure knowledge distillation")
     parser.add_argument("files", nargs="*", help="model files, images, image folders or a .kdx project")
     parser.add_argument("--no-demo", action="store_true", help="start empty instead of on the bundled demo")
     parser.add_argument("--startup-report", action="store_true", help=argparse.SUPPRESS)

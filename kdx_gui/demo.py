@@ -30,7 +30,8 @@ def find_demo(resources: Path = RESOURCES) -> Demo | str:
     """The demo, or why there is none (a one-line message for the window)."""
     models_dir, samples_dir = resources / "models", resources / "samples"
     if not models_dir.is_dir() or not any(models_dir.iterdir()):
-        return f"the demo is not built ({_shown(models_dir)} is empty): run `kdx zoo build`, or drop your own " \
+        return f"the demo is not built ({_shown(models_dir)} is empty): run `kdx zoo build --out " \
+               f"{_shown(models_dir)} --samples {_shown(samples_dir)}`, or drop your own " \
                "models on the slots and images on the gallery"
     zoo = models_dir / "zoo.json"
     models, checkpoints = _from_zoo(zoo, models_dir) if zoo.is_file() else ({}, {})

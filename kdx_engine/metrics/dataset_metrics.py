@@ -23,8 +23,8 @@ from ..models.backend import ModelBackend
 from ..models.layers import probe_layers, stage_layers
 from ..provenance import package_versions
 from ..stats.jackknife import (
-    BIAS_CORRECTED_METHOD, LEVEL, METHOD, jackknife_debiased_linear_cka, jackknife_linear_cka, jackknife_partial_r2,
-    jackknife_r2_star, jackknife_semi_partial_r2,
+    BIAS_CORRECTED_METHOD, LEVEL, U_STATISTIC_METHOD, jackknife_debiased_linear_cka, jackknife_linear_cka,
+    jackknife_partial_r2, jackknife_r2_star, jackknife_semi_partial_r2,
 )
 from ..stats.distance_correlation import distance_matrix, distance_matrix_from_gram, label_embedding
 from ..stats.gram import GramAccumulator
@@ -49,8 +49,9 @@ class CkaEstimator:
 # time there even re-centred; debiased CKA's covered 0.94–0.98 (benchmarks/interval_coverage.py).
 CKA_ESTIMATORS = {
     "debiased": CkaEstimator("debiased linear CKA (U-centred HSIC, Song et al. 2012; our choice, measured)",
-                             jackknife_debiased_linear_cka, METHOD, "[-1, 1]"),
-    "biased": CkaEstimator("linear CKA (plug-in, double-centred HSIC, Kornblith et al. 2019)",
+                             jackknife_debiased_linear_cka, U_STATISTIC_METHOD, "[-1, 1]"),
+    "biased": CkaEstimator("linear CKA (plug-in, double-centred HSIC, Kornblith et al. 2019; its interval "
+                           "under-covers: 0.90 at n = 64, d = 10)",
                            jackknife_linear_cka, BIAS_CORRECTED_METHOD, "[0, 1]"),
 }
 DEFAULT_CKA = "debiased"
@@ -66,7 +67,7 @@ def interval_record(level: float = LEVEL, cka: str = DEFAULT_CKA) -> dict:
     """How every interval of the result was computed (exported as ``interval``)."""
     estimator = _cka_estimator(cka)
     return {
-        "method": METHOD,
+        "method": U_STATISTIC_METHOD,
         "cka_method": estimator.method,
         "level": level,
         "replicates": "n: one leave-one-out value per image (row and column dropped, re-centred)",

@@ -139,12 +139,14 @@ class CanvasControls(QWidget):
         self._edit(unicam_variant=name)
 
     def _engine_ready(self, status) -> None:
-        from kdx_engine.cams import CAM_METHODS
+        from kdx_engine.cams import ARCHITECTURE_METHODS, CAM_METHODS
 
         self._syncing = True
         self.method.clear()
         for name in CAM_METHODS:
             self.method.addItem(name, name)
+        for name in ARCHITECTURE_METHODS:  # a model without the architecture's layers says so in its panel
+            self.method.addItem(f"{name} (ViT/DeiT)", name)
         self.method.setEnabled(True)
         self._syncing = False
         for widget in (self.reference, self.reference_n, self.variant):
