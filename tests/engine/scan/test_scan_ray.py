@@ -15,7 +15,8 @@ ray = pytest.importorskip("ray")
 SETTINGS = ScanSettings(unicam=True, faithfulness_steps=3, reference_n=8)
 
 
-@pytest.mark.slow  # 34 s here on a lightly loaded machine, 116 s under load: the cluster start and actor imports
+# A real cluster (34 s on a lightly loaded machine: the cluster start and actor imports), in make test so CI
+# runs the Ray path.
 def test_ray_scan_equals_the_in_process_scan(tmp_path):
     from kdx_engine.scan.ray_engine import run_scan_on_ray
 
