@@ -196,10 +196,10 @@ def _model_panel(role, model: ComparisonModel, image, label, settings, grid, cla
         return Panel(role, title, message=model.note or "no target layer chosen"), _prediction(logits, None), None
     try:
         method = cam_method(settings.method)(model.backend, layer=model.layer)
-        forward = _forward(method, x, feature_layers)
+        forward = forward_with_features(method, x, feature_layers)
         explanation = method.from_forward(x, forward, _target_rule(settings, label))
     except MODEL_ERRORS as exc:
-        logits = _logits_or_none(model.backend, x)
+        logits = logits_or_none(model.backend, x)
         prediction = _prediction(logits, None) if logits is not None else None
         return Panel(role, title, message=f"{settings.method} failed: {first_line(exc)}"), prediction, None
     target = explanation.targets[0]
@@ -213,17 +213,19 @@ def _model_panel(role, model: ComparisonModel, image, label, settings, grid, cla
     return Panel(role, title, subtitle, values, explanation.notes[0], details=details), prediction, forward
 
 
-def _forward(method, x, feature_layers):
-    """The method's forward pass, with UniCAM's feature layer when the backend has one."""
+def forward_with_features(method, x, feature_layers):
+    """The method's forward pass, with extra captured layers (UniCAM's feature layer) when the backend has them;
+    without them when it cannot (UniCAM then reports the problem)."""
     if feature_layers:
         try:
             return method.run_forward(x, feature_layers)
         except MODEL_ERRORS:
-            pass  # UniCAM then runs its own pass and reports the problem in its panel
+            pass
     return method.run_forward(x)
 
 
-def _logits_or_none(backend, x):
+def logits_or_none(backend, x):
+    """The model's logits, or None when the model fails on the batch (the caller reports it)."""
     try:
         return backend.logits(x)
     except MODEL_ERRORS:
@@ -399,7 +401,7 @@ def _batch_predictions(models, images, labels, settings) -> list[ImagePrediction
             except MODEL_ERRORS as exc:
                 failure = f"{settings.method} failed: {first_line(exc)}"
         if logits is None:
-            logits = _logits_or_none(model.backend, x)
+            logits = logits_or_none(model.backend, x)
         if logits is None or not torch.isfinite(logits).all():
             continue
         probs = torch.softmax(logits.double(), dim=1).max(dim=1)

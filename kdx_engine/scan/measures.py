@@ -19,6 +19,7 @@ import torch
 from ..cams import (TargetRule, cam_method, compare_maps, deletion_insertion, energy_in_mask, pointing_game)
 from ..cams.targets import CamTarget, GradientSeed
 from ..comparison import ComparisonModel, image_grid, maps_on_grid
+from ..comparison.comparison import forward_with_features, logits_or_none
 from ..comparison.image_grid import crop_window, mask_on_grid
 from ..data.images import LoadedImage, to_batch
 from ..messages import first_line
@@ -97,7 +98,7 @@ def scan_batch(models: Mapping[str, ComparisonModel], images: Sequence[LoadedIma
                     forward = shared_forward
                 else:
                     extra = (PENULTIMATE,) if role in unicam_roles and method.uses_gradients else ()
-                    forward = _run_forward(method, x, extra)
+                    forward = forward_with_features(method, x, extra)
                     if method.uses_gradients:
                         shared_forward = forward
                 explanation = method.from_forward(x, forward, TargetRule(settings.target_rule, labels=tuple(labels)))
@@ -113,7 +114,7 @@ def scan_batch(models: Mapping[str, ComparisonModel], images: Sequence[LoadedIma
             placed[(method_name, role)] = _method_columns(results, images, grids, masks, model, method_name, role,
                                                           explanation, x, settings)
         if role not in probabilities:
-            logits = _logits_or_none(model.backend, x)
+            logits = logits_or_none(model.backend, x)
             if logits is not None:
                 probabilities[role] = torch.softmax(logits.double(), dim=1).cpu()
     for role, probs in probabilities.items():
@@ -130,22 +131,6 @@ def scan_batch(models: Mapping[str, ComparisonModel], images: Sequence[LoadedIma
 def _inputs(images, backend) -> torch.Tensor:
     """The batch as the backend's inputs, on its device."""
     return to_batch(list(images), backend.info.preprocessing).to(backend.device)
-
-
-def _run_forward(method, x, extra):
-    if extra:
-        try:
-            return method.run_forward(x, extra)
-        except MODEL_ERRORS:
-            pass  # UniCAM then reports the problem in its columns
-    return method.run_forward(x)
-
-
-def _logits_or_none(backend, x):
-    try:
-        return backend.logits(x)
-    except MODEL_ERRORS:
-        return None
 
 
 def _image_columns(image: LoadedImage, label, models) -> dict:
