@@ -33,3 +33,16 @@ def check_new_file(path: str | os.PathLike, overwrite: bool, what: str = "output
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists (use --overwrite)")
     check_writable_folder(path.parent if str(path.parent) else Path("."), what)
+
+
+def unique_stems(stems) -> list[str]:
+    """The stems made unique in order (``img``, ``img_1``, …), so files named after them never overwrite."""
+    names, seen = [], set()
+    for stem in stems:
+        name, count = stem, 0
+        while name in seen:
+            count += 1
+            name = f"{stem}_{count}"
+        seen.add(name)
+        names.append(name)
+    return names

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..atomic_files import atomic_write_bytes
 from ..figures.figure_panel import FigureOptions, metric_values, render_figure
-from ..output_paths import check_new_file
+from ..output_paths import check_new_file, unique_stems
 from ..provenance import package_versions
 from ..roles import ROLES
 from .comparison import NORMALISATION, Comparison
@@ -94,16 +94,7 @@ def _replace_folder(staging: Path, folder: Path) -> None:
 
 def unique_names(paths) -> list[str]:
     """File stems made unique (``img``, ``img_1``, …) so images of the same name never overwrite."""
-    names, seen = [], set()
-    for path in paths:
-        stem = Path(path).name.split(".")[0] or "image"
-        name, count = stem, 0
-        while name in seen:
-            count += 1
-            name = f"{stem}_{count}"
-        seen.add(name)
-        names.append(name)
-    return names
+    return unique_stems(Path(path).name.split(".")[0] or "image" for path in paths)
 
 
 def metrics_row(comparison: Comparison, name: str) -> dict:

@@ -21,7 +21,7 @@ import numpy as np
 from kdx_engine.atomic_files import TEMP_MARKER
 from kdx_engine.concepts.analysis import ConceptsResult
 from kdx_engine.concepts.concept_counts import statistic_names, value_record
-from kdx_engine.output_paths import check_writable_folder
+from kdx_engine.output_paths import check_writable_folder, unique_stems
 from kdx_engine.provenance import package_versions
 from kdx_engine.stats.jackknife import LEVEL, METHOD as JACKKNIFE
 
@@ -41,17 +41,8 @@ def check_output_folder(folder: str | os.PathLike, overwrite: bool) -> None:
 
 def image_names(result: ConceptsResult) -> list[str]:
     """Unique file stems for the images' maps (``class/00001.png`` → ``class__00001``)."""
-    names, seen = [], set()
-    for image in result.images:
-        parts = [image.path.parent.name, image.path.stem] if image.path.parent.name else [image.path.stem]
-        name = "__".join(parts)
-        base, k = name, 1
-        while name in seen:
-            k += 1
-            name = f"{base}_{k}"
-        seen.add(name)
-        names.append(name)
-    return names
+    return unique_stems("__".join([p.parent.name, p.stem] if p.parent.name else [p.stem])
+                        for p in (image.path for image in result.images))
 
 
 def to_json(result: ConceptsResult, provenance: dict | None = None) -> dict:
