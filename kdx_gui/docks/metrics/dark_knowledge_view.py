@@ -55,15 +55,12 @@ class DarkKnowledgeView(QWidget):
                            [self.plot, self.similar_table, self.agreement_table], [220, 160, 90])
         self.temperature.temperatureChanged.connect(self.refresh)
         outputs.changed.connect(self.refresh)
-        session.modelChanged.connect(self._model_changed)
+        self.temperature.follow_student_preset(session)
         self.refresh()
 
     def set_temperature(self, tau: float) -> None:
         self.temperature.set_temperature(tau)
 
-    def _model_changed(self, role: str) -> None:
-        if role == "student":
-            self.temperature.set_temperature(preset_temperature(self.session)[0])
 
     def refresh(self, *_args) -> None:
         outputs = self.outputs.outputs

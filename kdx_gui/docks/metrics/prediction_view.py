@@ -66,6 +66,15 @@ class TemperatureSlider(QWidget):
         self.value_label.setText(f"{self._tau:.2f}")
         self.temperatureChanged.emit(self._tau)
 
+    def follow_student_preset(self, session: Session) -> None:
+        """Go back to the preset τ whenever another Student is loaded."""
+        self._session = session
+        session.modelChanged.connect(self._model_changed)
+
+    def _model_changed(self, role: str) -> None:
+        if role == "student":
+            self.set_temperature(preset_temperature(self._session)[0])
+
     def _moved(self, position: int) -> None:
         self._tau = self.temperature_at(position)
         self.value_label.setText(f"{self._tau:.2f}")
@@ -114,15 +123,12 @@ class PredictionView(QWidget):
         headers_over_views(self, [self.temperature, self.kl_label], [self.plot, self.table, self.map_table], [220, 160, 120])
         self.bars: dict[str, pg.BarGraphItem] = {}
         session.comparisonChanged.connect(self.refresh)
-        session.modelChanged.connect(self._model_changed)
+        self.temperature.follow_student_preset(session)
         self.refresh()
 
     def set_temperature(self, tau: float) -> None:
         self.temperature.set_temperature(tau)
 
-    def _model_changed(self, role: str) -> None:
-        if role == "student":
-            self.temperature.set_temperature(preset_temperature(self.session)[0])
 
     def refresh(self, *_args) -> None:
         comparison = self.session.comparison
