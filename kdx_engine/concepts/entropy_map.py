@@ -115,22 +115,24 @@ def entropy_map(backend: ModelBackend, x: torch.Tensor, layer: str, settings: En
 
     The noise draws come from a generator seeded with ``settings.seed``: every image and model sees
     the same draws. ``progress.check()`` runs before every step, so a cancel stops within one step;
-    ``on_step(k, steps)`` is called after it (k = 0 … steps − 1), for a finer progress bar."""
+    ``on_step(k, steps)`` is called after it (k = 0 … steps − 1), for a finer progress bar. The work is in
+    float32, or in float64 when ``x`` is float64 (a reference run of a float64 PyTorch model; same draws)."""
     s = settings
     device = backend.device
-    x = (x if x.dim() == 4 else x[None]).to(device=device, dtype=torch.float32)
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    x = (x if x.dim() == 4 else x[None]).to(device=device, dtype=dtype)
     if x.shape[0] != 1:
         raise ValueError(f"entropy_map takes one image, got a batch of {x.shape[0]}")
     size = tuple(x.shape[-2:])
     generator = torch.Generator().manual_seed(s.seed)
-    draw = lambda: torch.randn((s.draws, *x.shape[1:]), generator=generator).to(device)  # noqa: E731
+    draw = lambda: torch.randn((s.draws, *x.shape[1:]), generator=generator).to(device, dtype)  # noqa: E731
     error = _FeatureError(backend, x, layer)
     feature_scale = float(error.errors(s.sigma_init * draw()).mean())
     notes = []
     if not feature_scale > 0:
         notes.append(f"feature error at σ = {s.sigma_init} is zero: layer {layer!r} ignores the input noise")
         feature_scale = 1.0
-    sigma = torch.full((s.grid, s.grid), s.sigma_init, dtype=torch.float32, device=device)
+    sigma = torch.full((s.grid, s.grid), s.sigma_init, dtype=dtype, device=device)
     lam = s.lam
     sigmas, means, losses, lams = [], [], [], []
     for step in range(s.steps):

@@ -160,7 +160,7 @@ def _onnx_vs_torch(settings):
 
 def _agree(torch_map, onnx_map) -> None:
     """99% of the cells within 1e-4, all within 1e-3, the same kept step (see the slow test: float32
-    differences flip a few ReLUs near zero, and a flipped draw moves one cell's σ a little)."""
+    rounding flips a few ReLUs near zero, and a flipped draw moves one cell's σ a little)."""
     difference = np.abs(torch_map.entropy - onnx_map.entropy)
     assert np.quantile(difference, 0.99) <= 1e-4 and difference.max() <= 1e-3
     assert torch_map.step == onnx_map.step
@@ -174,7 +174,19 @@ def test_onnx_and_pytorch_give_the_same_entropy_map():
 
 @pytest.mark.slow
 def test_onnx_and_pytorch_give_the_same_entropy_map_with_the_published_settings():
-    """Over 80 steps × 96 draws, float32 differences between onnxruntime's graph (BatchNorm folded) and
-    PyTorch flip a few ReLUs near zero; measured: all but one of 256 cells within 1.5e-6, the largest
-    4.9e-4. So: 99% of the cells within 1e-4, every cell within 1e-3, the same kept step."""
-    _agree(*_onnx_vs_torch(EntropySettings()))
+    """Over 80 steps × 96 draws, float32 rounding flips a ReLU near zero in one draw or another (the input
+    gradient of that draw then differs in the unit's receptive field), and each flip moves a cell's σ a
+    little. Measured on this image: ONNX vs PyTorch, 251 of 256 cells within 1e-4, the largest 4.9e-4;
+    PyTorch in float32 vs the same model in float64, also 5 cells over 1e-4, the largest 4.1e-4. So ONNX and
+    PyTorch agree as closely as float32 PyTorch agrees with exact (float64) arithmetic, and no closer."""
+    torch_map, onnx_map = _onnx_vs_torch(EntropySettings())
+    image = load_image(_images()[0])
+    backend = load_model(DEMO_MODELS / "student.pth")
+    backend.module.double()
+    exact = entropy_map(backend, to_tensor(image, backend.info.preprocessing).double(), "stage3", EntropySettings())
+    assert exact.sigma.dtype == np.float64
+    float32_rounding = np.abs(torch_map.entropy - exact.entropy)
+    difference = np.abs(torch_map.entropy - onnx_map.entropy)
+    assert difference.max() <= 2 * float32_rounding.max()
+    assert np.mean(difference <= 1e-4) >= 0.95 and np.median(difference) <= 1e-5
+    assert torch_map.step == onnx_map.step == exact.step
