@@ -25,7 +25,7 @@ from ..models.backend import PENULTIMATE, ModelBackend
 from ..comparison_settings import ComparisonSettings
 from ..roles import PANEL_KEYS, ROLE_TITLES, ROLES, UNICAM_KEYS, panel_title, unicam_pair
 from ..unicam import ReferenceSet, UniCam
-from .image_grid import ImageGrid, crop_window, frame_on_grid, image_grid, mask_on_grid, maps_on_grid
+from .image_grid import ImageGrid, common_window, frame_on_grid, image_grid, mask_on_grid, maps_on_grid
 
 MODEL_ERRORS = (ValueError, RuntimeError, KeyError, IndexError, TypeError)  # a model's failure → the panel's message
 NORMALISATION = "per-map min–max (ε = 1e-7) over the map's pixels on the image grid, after resizing"
@@ -314,7 +314,7 @@ def _map_metrics(panels, models, image, grid, mask) -> dict:
     teacher, student = panels.get("teacher"), panels.get("student")
     if teacher is None or student is None or teacher.values is None or student.values is None:
         return {}
-    rows, cols = _common_window(image.rgb.shape[:2], grid, models["teacher"], models["student"])
+    rows, cols = window_seen_by(image.rgb.shape[:2], grid, models["teacher"], models["student"])
     a, b = teacher.values[rows, cols], student.values[rows, cols]
     if a.size == 0:
         return {"note": "the Teacher's and the Student's crops do not overlap"}
@@ -325,11 +325,9 @@ def _map_metrics(panels, models, image, grid, mask) -> dict:
     return record
 
 
-def _common_window(shape, grid, *models: ComparisonModel) -> tuple[slice, slice]:
-    windows = [crop_window(shape, m.backend.info.preprocessing, grid) for m in models]
-    rows = slice(max(w[0].start for w in windows), min(w[0].stop for w in windows))
-    cols = slice(max(w[1].start for w in windows), min(w[1].stop for w in windows))
-    return rows, cols
+def window_seen_by(shape, grid, *models: ComparisonModel) -> tuple[slice, slice]:
+    """The grid pixels every one of ``models`` sees (inside each one's crop), as (rows, cols) slices."""
+    return common_window(shape, grid, *(m.backend.info.preprocessing for m in models))
 
 
 def _preprocessing_notes(models, roles) -> list[str]:
@@ -414,7 +412,7 @@ def _batch_predictions(models, images, labels, settings) -> list[ImagePrediction
             placed = {role: maps_on_grid(maps[role][i], image.rgb.shape[:2],
                                          models[role].backend.info.preprocessing, grid)[0]
                       for role in ("teacher", "student")}
-            rows, cols = _common_window(image.rgb.shape[:2], grid, models["teacher"], models["student"])
+            rows, cols = window_seen_by(image.rgb.shape[:2], grid, models["teacher"], models["student"])
             value = pearson(placed["teacher"][rows, cols], placed["student"][rows, cols]) \
                 if placed["teacher"][rows, cols].size else None
             r, note = (value.value, value.reason) if value is not None else (math.nan, "crops do not overlap")

@@ -74,6 +74,14 @@ def crop_window(image_shape: tuple[int, int], preprocessing: Preprocessing, grid
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
+def common_window(image_shape: tuple[int, int], grid: ImageGrid, *preprocessings: Preprocessing) -> tuple[slice, slice]:
+    """The grid pixels every model's crop covers, as (rows, cols) slices (empty when the crops do not overlap)."""
+    windows = [crop_window(image_shape, pre, grid) for pre in preprocessings]
+    rows = slice(max(w[0].start for w in windows), min(w[0].stop for w in windows))
+    cols = slice(max(w[1].start for w in windows), min(w[1].stop for w in windows))
+    return rows, cols
+
+
 def maps_on_grid(low_res: torch.Tensor, image_shape: tuple[int, int], preprocessing: Preprocessing,
                  grid: ImageGrid) -> np.ndarray:
     """N×h×w maps at a model's input (any resolution that spans the whole input) placed on the

@@ -79,6 +79,12 @@ class Preprocessing:
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"'interpolation' must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}")
 
+    @property
+    def input_transform(self) -> tuple:
+        """What turns an image into this model's input (resize, crop, interpolation, normalisation): two
+        presets with the same one give the same input tensor from the same image."""
+        return self.input_size, self.resize, self.mean, self.std, self.interpolation
+
     def with_classes(self, class_names) -> "Preprocessing":
         return dataclasses.replace(self, class_names=tuple(class_names))
 

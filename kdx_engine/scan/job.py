@@ -147,8 +147,8 @@ def write_manifest(job: ScanJob, models, reference, engine: dict, status: dict) 
             "maps": "each model's CAM at its layer, raw after ReLU, on the image's pixel grid (NaN outside the "
                     "model's crop); maps/<key>/<maps_shard>.npy from maps_offset, grid_height × grid_width",
             "agreement": "T–S Pearson, Spearman and IoU of the top 20% over the pixels both crops cover",
-            "energy": "share of the map's energy inside the object mask, over the model's crop",
-            "pointing": "1 when the map's maximum lies in the mask (tolerance 0)",
+            "energy": "share of the map's energy inside the object mask, over the pixels every model's crop covers",
+            "pointing": "1 when the map's maximum over those pixels lies in the mask (tolerance 0)",
             "faithfulness": f"deletion and insertion AUC (Petsiuk et al.), {job.settings.faithfulness_steps} steps, "
                             f"{job.settings.faithfulness_baseline} baseline, at the model's input, target class "
                             "probability" if job.settings.faithfulness_steps else "not computed",

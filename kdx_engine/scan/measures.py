@@ -2,9 +2,10 @@
 
 Per image: each model's prediction and top-k probabilities, KL(T‖S), each model's CAM at its layer
 (placed on the image's pixel grid, as ``compare_image`` places it), the T–S map agreement (Pearson,
-Spearman, top-20% IoU over the pixels both models see), energy in the mask and the pointing game,
-deletion and insertion AUC (``cams.faithfulness``, at the model's input), and with UniCAM the
-distilled and residual maps and their energy in the mask. The UniCAM maps reuse the batch's
+Spearman, top-20% IoU over the pixels both models see), energy in the mask and the pointing game (over
+the pixels every model sees), deletion and insertion AUC (``cams.faithfulness``, at the model's input),
+and with UniCAM the distilled and residual maps and their energy in the mask. Same-size images of a
+batch are placed and measured together (``cams.map_batches``). The UniCAM maps reuse the batch's
 Grad-CAM forward (its VJP is taken again with UniCAM's seed), so they cost no forward of their own.
 """
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from ..cams import (TargetRule, cam_method, compare_maps, deletion_insertion, energy_in_mask, pointing_game)
+from ..cams import TargetRule, cam_method, deletion_insertion
+from ..cams.map_batches import (energy_in_mask_rows, pearson_rows, pointing_game_rows, spearman_rows,
+                                top_fraction_iou_rows)
 from ..cams.targets import CamTarget, GradientSeed
 from ..comparison import ComparisonModel, image_grid, maps_on_grid
-from ..comparison.comparison import forward_with_features, logits_or_none
-from ..comparison.image_grid import crop_window, mask_on_grid
+from ..comparison.comparison import forward_with_features, logits_or_none, window_seen_by
+from ..comparison.image_grid import mask_on_grid
 from ..data.images import LoadedImage, to_batch
 from ..messages import first_line
 from ..models.backend import PENULTIMATE
@@ -84,9 +87,10 @@ def scan_batch(models: Mapping[str, ComparisonModel], images: Sequence[LoadedIma
     probabilities: dict[str, torch.Tensor] = {}
     placed: dict[tuple[str, str], list[np.ndarray | None]] = {}
     forwards: dict[str, object] = {}
+    inputs = _Inputs(images)
     for role in roles:
         model = models[role]
-        x = _inputs(images, model.backend)
+        x = inputs.of(model.backend)
         shared_forward = None
         for method_name in settings.methods:
             key = map_key(method_name, role)
@@ -111,7 +115,7 @@ def scan_batch(models: Mapping[str, ComparisonModel], images: Sequence[LoadedIma
                 probabilities[role] = torch.softmax(explanation.logits.double(), dim=1).cpu()
             if method.uses_gradients and role in unicam_roles and role not in forwards:
                 forwards[role] = forward
-            placed[(method_name, role)] = _method_columns(results, images, grids, masks, model, method_name, role,
+            placed[(method_name, role)] = _method_columns(results, images, grids, masks, models, role, method_name,
                                                           explanation, x, settings)
         if role not in probabilities:
             logits = logits_or_none(model.backend, x)
@@ -124,13 +128,34 @@ def scan_batch(models: Mapping[str, ComparisonModel], images: Sequence[LoadedIma
         _agreement_columns(results, images, grids, models, method_name, placed)
     if settings.unicam:
         _unicam_columns(results, images, labels, grids, masks, models, roles, settings, reference,
-                        unicam_cache or UniCamCache(), forwards)
+                        unicam_cache or UniCamCache(), forwards, inputs)
     return results
 
 
 def _inputs(images, backend) -> torch.Tensor:
     """The batch as the backend's inputs, on its device."""
     return to_batch(list(images), backend.info.preprocessing).to(backend.device)
+
+
+class _Inputs:
+    """The batch's model inputs, made once per input transform and device (models sharing a preset share them)."""
+
+    def __init__(self, images):
+        self.images, self.made = images, {}
+
+    def of(self, backend) -> torch.Tensor:
+        key = (backend.info.preprocessing.input_transform, str(backend.device))
+        if key not in self.made:
+            self.made[key] = _inputs(self.images, backend)
+        return self.made[key]
+
+
+def _shape_groups(images) -> dict[tuple[int, int], list[int]]:
+    """Batch indices by image size: images of one size share a grid, crop windows and batched metrics."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(tuple(image.rgb.shape[:2]), []).append(i)
+    return groups
 
 
 def _image_columns(image: LoadedImage, label, models) -> dict:
@@ -142,30 +167,58 @@ def _image_columns(image: LoadedImage, label, models) -> dict:
             else None, "notes": "; ".join(image.notes) or None, "error": None}
 
 
-def _method_columns(results, images, grids, masks, model, method_name, role, explanation, x, settings):
+def _method_columns(results, images, grids, masks, models, role, method_name, explanation, x, settings):
     """Target, note, energy in mask and pointing game per image; deletion/insertion AUC; the maps."""
-    key = map_key(method_name, role)
-    pre = model.backend.info.preprocessing
+    key, model = map_key(method_name, role), models[role]
     maps = []
-    for i, (result, image, grid, mask) in enumerate(zip(results, images, grids, masks)):
-        values = maps_on_grid(explanation.low_res[i:i + 1], image.rgb.shape[:2], pre, grid)[0]
-        maps.append(values)
-        row = result.row
+    for i, placed in enumerate(_placed_maps(explanation.low_res, images, grids, masks, model.backend, models)):
+        maps.append(placed.values)
+        row = results[i].row
         row[f"{key}_target"] = int(explanation.targets[i])
         row[f"{key}_note"] = explanation.notes[i]
-        if mask is not None:
-            rows, cols = crop_window(image.rgb.shape[:2], pre, grid)
-            inside, seen = mask[rows, cols], values[rows, cols]
-            row[f"{key}_energy"] = _number(energy_in_mask(seen, inside)) if seen.size else math.nan
-            row[f"{key}_pointing"] = _number(pointing_game(seen, inside)) if seen.size else math.nan
+        if masks[i] is not None:
+            row[f"{key}_energy"], row[f"{key}_pointing"] = placed.energy, placed.pointing
         if settings.save_maps:
-            result.maps[key] = values.astype(np.float32)
+            results[i].maps[key] = placed.values.astype(np.float32)
     if settings.faithfulness_steps > 0:
         scores = _faithfulness(model.backend, x, explanation, settings)
         for i, result in enumerate(results):
             result.row[f"{key}_deletion_auc"] = float(scores.deletion_auc[i])
             result.row[f"{key}_insertion_auc"] = float(scores.insertion_auc[i])
     return maps
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """One image's map on its pixel grid, with its energy in the mask and pointing game (NaN: no mask, or
+    the crop covers no grid pixel)."""
+
+    values: np.ndarray
+    energy: float = math.nan
+    pointing: float = math.nan
+
+
+def _placed_maps(low_res, images, grids, masks, backend, models) -> list[_Placed]:
+    """The batch's maps on their images' grids, and their mask measures over the pixels every model's crop
+    covers (so all models' energies compare like with like, as ``compare_image``'s T and S do); computed
+    per group of same-size images."""
+    pre = backend.info.preprocessing
+    placed: list[_Placed | None] = [None] * len(images)
+    for shape, indices in _shape_groups(images).items():
+        grid = grids[indices[0]]
+        values = maps_on_grid(low_res[indices], shape, pre, grid)
+        rows, cols = window_seen_by(shape, grid, *models.values())
+        with_mask = [j for j, i in enumerate(indices) if masks[i] is not None]
+        measures = {}
+        if with_mask and values[0][rows, cols].size:
+            seen = values[with_mask][:, rows, cols]
+            inside = np.stack([masks[indices[j]][rows, cols] for j in with_mask])
+            measures = dict(zip(with_mask, zip(energy_in_mask_rows(seen, inside), pointing_game_rows(seen, inside))))
+        for j, i in enumerate(indices):
+            energy, pointing = measures.get(j, (None, None))
+            placed[i] = _Placed(values[j], _number(energy) if energy is not None else math.nan,
+                                _number(pointing) if pointing is not None else math.nan)
+    return placed
 
 
 def _faithfulness(backend, x, explanation, settings):
@@ -210,28 +263,23 @@ def _agreement_columns(results, images, grids, models, method_name, placed) -> N
     if teacher is None or student is None:
         return
     prefix = f"{column_name(method_name)}_ts"
-    for i, (result, image, grid) in enumerate(zip(results, images, grids)):
-        if teacher[i] is None or student[i] is None:
+    for shape, indices in _shape_groups(images).items():
+        indices = [i for i in indices if teacher[i] is not None and student[i] is not None]
+        if not indices:
             continue
-        rows, cols = common_window(image.rgb.shape[:2], grid, models["teacher"], models["student"])
-        a, b = teacher[i][rows, cols], student[i][rows, cols]
-        if a.size == 0:
-            result.row[f"{prefix}_note"] = "the Teacher's and the Student's crops do not overlap"
+        rows, cols = window_seen_by(shape, grids[indices[0]], models["teacher"], models["student"])
+        a = np.stack([teacher[i][rows, cols] for i in indices])
+        b = np.stack([student[i][rows, cols] for i in indices])
+        if a[0].size == 0:
+            for i in indices:
+                results[i].row[f"{prefix}_note"] = "the Teacher's and the Student's crops do not overlap"
             continue
-        metrics = compare_maps(a, b)
-        result.row[f"{prefix}_pearson"] = _number(metrics.pearson)
-        result.row[f"{prefix}_spearman"] = _number(metrics.spearman)
-        result.row[f"{prefix}_top_iou"] = _number(metrics.top_iou)
-        reasons = [m.reason for m in (metrics.pearson, metrics.spearman, metrics.top_iou) if m.reason]
-        result.row[f"{prefix}_note"] = reasons[0] if reasons else None
-
-
-def common_window(shape, grid, *models: ComparisonModel) -> tuple[slice, slice]:
-    """The grid pixels every model's crop covers, as (rows, cols) slices."""
-    windows = [crop_window(shape, m.backend.info.preprocessing, grid) for m in models]
-    rows = slice(max(w[0].start for w in windows), min(w[0].stop for w in windows))
-    cols = slice(max(w[1].start for w in windows), min(w[1].stop for w in windows))
-    return rows, cols
+        metrics = zip(pearson_rows(a, b), spearman_rows(a, b), top_fraction_iou_rows(a, b))
+        for i, values in zip(indices, metrics):
+            row = results[i].row
+            row[f"{prefix}_pearson"], row[f"{prefix}_spearman"], row[f"{prefix}_top_iou"] = map(_number, values)
+            reasons = [value.reason for value in values if value.reason]
+            row[f"{prefix}_note"] = reasons[0] if reasons else None
 
 
 class _QueryRows:
@@ -265,7 +313,8 @@ class BatchUniCamTarget(CamTarget):
                             details={"unicam": [s.details.get("unicam", {}) for s in seeds]})
 
 
-def _unicam_columns(results, images, labels, grids, masks, models, roles, settings, reference, cache, forwards):
+def _unicam_columns(results, images, labels, grids, masks, models, roles, settings, reference, cache, forwards,
+                    inputs):
     for key in UNICAM_KEYS:
         x_role, y_role = unicam_pair(key, roles)
         column = f"unicam_{key}"
@@ -282,9 +331,9 @@ def _unicam_columns(results, images, labels, grids, masks, models, roles, settin
             if x_forward is None or getattr(x_forward, "grad_layer", None) != explainer.layer \
                     or explainer.feature_layer not in x_forward.activations:
                 x_forward = UniCamCAM(x_model.backend, layer=explainer.layer).run_forward(
-                    _inputs(images, x_model.backend), [explainer.feature_layer])
+                    inputs.of(x_model.backend), [explainer.feature_layer])
             if y_forward is None or explainer.feature_layer not in y_forward.activations:
-                y_forward = y_model.backend.forward(_inputs(images, y_model.backend), [explainer.feature_layer])
+                y_forward = y_model.backend.forward(inputs.of(y_model.backend), [explainer.feature_layer])
             query_y = y_forward.activations[explainer.feature_layer]
             target = BatchUniCamTarget(tuple(explainer.target_for(query_y[i:i + 1], image, label)
                                              for i, (image, label) in enumerate(zip(images, labels))))
@@ -294,16 +343,12 @@ def _unicam_columns(results, images, labels, grids, masks, models, roles, settin
             for result in results:
                 result.row[f"{column}_note"] = f"UniCAM failed: {first_line(exc)}"
             continue
-        pre = x_model.backend.info.preprocessing
         details = explanation.details.get("unicam", [])
-        for i, (result, image, grid, mask) in enumerate(zip(results, images, grids, masks)):
-            values = maps_on_grid(explanation.low_res[i:i + 1], image.rgb.shape[:2], pre, grid)[0]
+        placed_maps = _placed_maps(explanation.low_res, images, grids, masks, x_model.backend, models)
+        for i, (result, placed) in enumerate(zip(results, placed_maps)):
             result.row[f"{column}_note"] = explanation.notes[i]
             result.row[f"{column}_score"] = details[i].get("score") if i < len(details) else None
-            if mask is not None:
-                rows, cols = crop_window(image.rgb.shape[:2], pre, grid)
-                seen = values[rows, cols]
-                result.row[f"{column}_energy"] = _number(energy_in_mask(seen, mask[rows, cols])) \
-                    if seen.size else math.nan
+            if masks[i] is not None:
+                result.row[f"{column}_energy"] = placed.energy
             if settings.save_maps:
-                result.maps[column] = values.astype(np.float32)
+                result.maps[column] = placed.values.astype(np.float32)

@@ -266,8 +266,12 @@ def test_to_tensor_matches_torchvision_resize_centre_crop_normalise():
 
 def test_to_batch_stacks_images_and_handles_an_empty_list():
     preprocessing = Preprocessing(input_size=8, resize=None)
-    batch = to_batch([uniform_rgb(), uniform_rgb((0, 0, 0), width=12, height=50)], preprocessing)
-    assert batch.shape == (2, 3, 8, 8)
+    images = [uniform_rgb(), uniform_rgb((0, 0, 0), width=12, height=50),
+              np.random.default_rng(0).integers(0, 256, (30, 20, 3), dtype=np.uint8)]
+    batch = to_batch(images, preprocessing)
+    assert batch.shape == (3, 3, 8, 8)
+    for row, image in zip(batch, images):
+        assert torch.equal(row, to_tensor(image, preprocessing))  # the batch's one normalisation = each image's
     assert to_batch([], preprocessing).shape == (0, 3, 8, 8)
 
 

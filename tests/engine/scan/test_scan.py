@@ -1,5 +1,6 @@
 """Dataset scans in process: every row equals what compare_image and the faithfulness metrics give for
 that image alone; unreadable files get a row; re-running resumes by file hash; the folder is guarded."""
+import json
 import math
 
 import numpy as np
@@ -45,8 +46,12 @@ def _rows(out):
 
 def test_every_row_equals_compare_image(scanned, models, dataset):
     out, summary, job = scanned
+    assert summary.rows == 13 and summary.unreadable == 1
+    _assert_rows_equal_compare_image(out, job, models, dataset)
+
+
+def _assert_rows_equal_compare_image(out, job, models, dataset):
     rows = _rows(out)
-    assert summary.rows == len(rows) == 13 and summary.unreadable == 1
     reference, cache = reference_set(job), UniCamCache()
     folder = ImageFolderDataset(dataset, class_names=job.class_names)
     for path, label in zip(folder.paths, folder.labels):
@@ -57,6 +62,7 @@ def test_every_row_equals_compare_image(scanned, models, dataset):
         comparison = compare_image(models, image, label, ComparisonSettings(), reference=reference,
                                    unicam_cache=cache)
         assert row["sha256"] == image.sha256 and row["label"] == label and row["error"] is None
+        assert row["has_mask"] == (image.mask is not None)
         for role, prediction in comparison.predictions.items():
             assert row[f"{role}_predicted"] == prediction.predicted
             assert row[f"{role}_top1_prob"] == pytest.approx(prediction.probabilities.max(), abs=1e-6)
@@ -67,13 +73,51 @@ def test_every_row_equals_compare_image(scanned, models, dataset):
         metrics = comparison.map_metrics
         for name in ("pearson", "spearman", "top_iou"):
             assert row[f"gradcam_ts_{name}"] == pytest.approx(metrics[name], abs=1e-6)
-        assert row["gradcam_teacher_energy"] == pytest.approx(metrics["energy_a"], abs=1e-6)
-        assert row["gradcam_student_energy"] == pytest.approx(metrics["energy_b"], abs=1e-6)
-        assert row["gradcam_student_pointing"] == metrics["pointing_b"]
+        if image.mask is None:
+            assert row["gradcam_teacher_energy"] is None and row["gradcam_student_pointing"] is None
+        else:
+            assert row["gradcam_teacher_energy"] == pytest.approx(metrics["energy_a"], abs=1e-6)
+            assert row["gradcam_student_energy"] == pytest.approx(metrics["energy_b"], abs=1e-6)
+            assert row["gradcam_teacher_pointing"] == metrics["pointing_a"]
+            assert row["gradcam_student_pointing"] == metrics["pointing_b"]
         for key in ("distilled", "residual"):
             panel = comparison.panels[key]
             assert np.allclose(read_map(out, row, f"unicam_{key}"), panel.values, atol=1e-6, equal_nan=True)
             assert row[f"unicam_{key}_score"] == pytest.approx(panel.details["score"], rel=1e-6)
+
+
+def test_a_batch_of_mixed_sizes_presets_and_masks_equals_compare_image(models, dataset, tmp_path):
+    """Images of several sizes in one batch (some without masks), and a Student that resizes and crops
+    (its map is undefined outside its crop): each row still equals compare_image on that image alone."""
+    import shutil
+
+    mixed = tmp_path / "mixed"
+    sizes = [(48, 48), (72, 40), (40, 90), (72, 40)]
+    for n, path in enumerate(sorted(p for p in dataset.rglob("0*[0-9].png"))[:8]):
+        target = mixed / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        width, height = sizes[n % len(sizes)]
+        Image.open(path).convert("RGB").resize((width, height), Image.Resampling.BILINEAR).save(target)
+        mask = path.with_name(path.stem + ".mask.png")
+        if n % 3 != 2 and mask.exists():
+            Image.open(mask).resize((width, height), Image.Resampling.NEAREST).save(target.with_name(mask.name))
+    student_file = tmp_path / "student.pth"
+    shutil.copy(DEMO_MODELS / "student.pth", student_file)
+    sidecar = json.loads((DEMO_MODELS / "student.pth.kdx.json").read_text())
+    (tmp_path / "student.pth.kdx.json").write_text(json.dumps({**sidecar, "resize": 56}))
+    files = {"teacher": str(DEMO_MODELS / "teacher.pth"), "student": str(student_file),
+             "base": str(DEMO_MODELS / "base.pth")}
+    mixed_models = ScanModels(files).load()
+    assert mixed_models["student"].backend.info.preprocessing.resize == 56
+    out = tmp_path / "scan"
+    job = prepare_scan(mixed, out, SETTINGS, mixed_models, reference_folder=DEMO_DATASET)
+    summary = run_scan(job, mixed_models, batch_size=8)
+    assert summary.rows == 8 and summary.unreadable == 0
+    rows = _rows(out)
+    assert {(r["width"], r["height"]) for r in rows.values()} == set(sizes)
+    assert 0 < sum(r["has_mask"] for r in rows.values()) < 8
+    assert any(np.isnan(read_map(out, r, "gradcam_student")).any() for r in rows.values())
+    _assert_rows_equal_compare_image(out, job, mixed_models, mixed)
 
 
 def test_faithfulness_equals_the_engine_metric_on_one_image(scanned, models, dataset):
