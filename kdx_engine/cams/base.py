@@ -70,8 +70,10 @@ class BaseCAM(ABC):
         raw = self.cam_image(x, activations, grads, seed.class_targets)
         low_res = torch.relu(raw)
         maps = F.interpolate(low_res[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-        note = seed.blank_note or _map_note
-        notes = tuple(note(r, g) for r, g in zip(raw, grads if grads is not None else [None] * len(raw)))
+        if seed.blank_note is None:
+            notes = _map_notes(raw, grads)
+        else:
+            notes = tuple(seed.blank_note(r, g) for r, g in zip(raw, grads if grads is not None else [None] * len(raw)))
         return Explanation(
             method=self.name, layer=self.layer, targets=seed.indices, target_rule=seed.rule,
             low_res=low_res, maps=maps, logits=forward.logits, notes=notes, details=dict(seed.details),
@@ -108,12 +110,20 @@ def layer_transform(backend: ModelBackend, layer: str) -> ReshapeTransform:
     return transform_for(next((info for info in probe_layers(backend) if info.name == layer), None))
 
 
-def _map_note(raw: torch.Tensor, grads: torch.Tensor | None) -> str | None:
-    """Why a map is blank or broken, or None when it is fine."""
-    if not torch.isfinite(raw).all():
-        return "map has non-finite values (NaN or inf in activations or gradients)"
-    if grads is not None and not grads.any():
-        return "all-zero map: the gradients at this layer are zero (layer off the gradient path?)"
-    if not (raw > 0).any():
-        return "all-zero map: the weighted activations are negative everywhere (ReLU removed them)"
-    return None
+def _map_notes(raw: torch.Tensor, grads: torch.Tensor | None) -> tuple[str | None, ...]:
+    """Per map of the batch, why it is blank or broken, or None when it is fine."""
+    count = raw.shape[0]
+    broken = ~torch.isfinite(raw.reshape(count, -1)).all(dim=1)
+    no_gradient = ~grads.reshape(count, -1).any(dim=1) if grads is not None else torch.zeros(count, dtype=torch.bool)
+    negative = ~(raw.reshape(count, -1) > 0).any(dim=1)
+    notes = []
+    for is_broken, has_no_gradient, is_negative in zip(broken.tolist(), no_gradient.tolist(), negative.tolist()):
+        if is_broken:
+            notes.append("map has non-finite values (NaN or inf in activations or gradients)")
+        elif has_no_gradient:
+            notes.append("all-zero map: the gradients at this layer are zero (layer off the gradient path?)")
+        elif is_negative:
+            notes.append("all-zero map: the weighted activations are negative everywhere (ReLU removed them)")
+        else:
+            notes.append(None)
+    return tuple(notes)
