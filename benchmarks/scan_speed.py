@@ -55,9 +55,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kdx-scan-bench-") as tmp:
         dataset = write_demo_dataset(Path(tmp) / "data", n=args.n, split="test")
         floor(models, dataset, args.batch_size)  # warm-up: file cache, allocator
-        t_floor = min(floor(models, dataset, args.batch_size) for _ in range(2))
+        t_floor = min(floor(models, dataset, args.batch_size) for _ in range(3))
         t_local = []
-        for run in range(2):
+        for run in range(3):
             job = prepare_scan(dataset, Path(tmp) / f"local{run}", SETTINGS, models)
             t_local.append(run_scan(job, models, batch_size=args.batch_size).seconds)
         t_local = min(t_local)

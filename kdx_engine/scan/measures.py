@@ -234,16 +234,16 @@ def _number(value) -> float:
 def _prediction_columns(results, role, probs, labels, class_names, top_k) -> None:
     k = min(top_k, probs.shape[1])
     top = torch.topk(probs, k, dim=1)
-    for i, result in enumerate(results):
+    for result, label, classes, values in zip(results, labels, top.indices.tolist(), top.values.tolist()):
         row = result.row
-        predicted = int(top.indices[i, 0])
+        predicted = classes[0]
         row[f"{role}_predicted"] = predicted
         row[f"{role}_predicted_name"] = class_names[predicted] if predicted < len(class_names) else str(predicted)
-        row[f"{role}_confidence"] = float(top.values[i, 0])
-        row[f"{role}_correct"] = None if labels[i] is None else bool(predicted == labels[i])
+        row[f"{role}_confidence"] = values[0]
+        row[f"{role}_correct"] = None if label is None else bool(predicted == label)
         for rank in range(k):
-            row[f"{role}_top{rank + 1}_class"] = int(top.indices[i, rank])
-            row[f"{role}_top{rank + 1}_prob"] = float(top.values[i, rank])
+            row[f"{role}_top{rank + 1}_class"] = classes[rank]
+            row[f"{role}_top{rank + 1}_prob"] = values[rank]
 
 
 def _kl_column(results, probabilities) -> None:
