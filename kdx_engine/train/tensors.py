@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from kdx_engine.data.images import normalised
+from kdx_engine.data.images import stacked_inputs
 from kdx_engine.models.preprocessing import Preprocessing
 
 UNLABELLED = -1
@@ -54,8 +54,7 @@ def model_inputs(images: np.ndarray, preprocessing: Preprocessing) -> torch.Tens
     size = preprocessing.input_size
     if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
         raise ValueError(f"expected N×{size}×{size}×3 uint8 images, got {images.dtype} {images.shape}")
-    pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(torch.float32)
-    return normalised(pixels, preprocessing)
+    return stacked_inputs(images, preprocessing)
 
 
 def training_data(images: np.ndarray, labels: np.ndarray | None,

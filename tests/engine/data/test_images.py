@@ -272,6 +272,14 @@ def test_to_batch_stacks_images_and_handles_an_empty_list():
     assert batch.shape == (3, 3, 8, 8)
     for row, image in zip(batch, images):
         assert torch.equal(row, to_tensor(image, preprocessing))  # the batch's one normalisation = each image's
+    rng = np.random.default_rng(1)
+    for resize in (None, 8, 10):  # images already at the input size: the batch's one conversion
+        at_size = Preprocessing(input_size=8, resize=resize, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25))
+        images = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(4)]
+        batch = to_batch(images, at_size)
+        for row, image in zip(batch, images):
+            assert torch.equal(row, to_tensor(image, at_size)), resize
+        assert batch.is_contiguous()
     assert to_batch([], preprocessing).shape == (0, 3, 8, 8)
 
 
