@@ -153,12 +153,22 @@ def collect_image_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return sorted(found, key=natural_path_key)
 
 
-def natural_path_key(path: Path) -> tuple:
-    """Sort key that orders ``img2`` before ``img10``, case-insensitively, ties broken exactly."""
-    parts = tuple(tuple((0, int(tok), "") if tok.isdigit() else (1, 0, tok)
-                        for tok in re.split(r"(\d+)", part.casefold()) if tok)
-                  for part in path.parts)
-    return parts, str(path)
+def natural_path_key(path: Path) -> tuple[str, str]:
+    """Sort key that orders ``img2`` before ``img10``, case-insensitively, ties broken exactly.
+
+    The natural order is encoded in one string (a dataset's listing sorts every path at once, so the key
+    stays small): parts end with \x00; a number is \x01, its digit count and its digits (no leading
+    zeros), so it sorts before text and by value; text is \x02 and the casefolded text."""
+    encoded = []
+    for part in path.parts:
+        for token in re.split(r"(\d+)", part.casefold()):
+            if token.isdigit():
+                digits = str(int(token))
+                encoded.append(f"\x01{chr(len(digits))}{digits}")
+            elif token:
+                encoded.append(f"\x02{token}")
+        encoded.append("\x00")
+    return "".join(encoded), str(path)
 
 
 def _image_files_under(folder: Path) -> list[Path]:

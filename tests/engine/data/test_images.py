@@ -1,10 +1,15 @@
+import re
 import struct
 import warnings
 import zlib
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
@@ -324,3 +329,21 @@ def test_a_resize_beyond_the_pixel_budget_is_refused_and_an_ordinary_one_is_not(
         to_tensor(rgb, Preprocessing(input_size=32, resize=4096))
     assert to_tensor(rgb, Preprocessing(input_size=224, resize=256)).shape == (3, 224, 224)
     assert to_tensor(np.zeros((1, 50, 3), dtype=np.uint8), Preprocessing(input_size=32)).shape == (3, 32, 32)
+
+
+def _tuple_natural_key(path):
+    """The natural order written out as nested tuples (numbers before text, by value; casefolded text)."""
+    parts = tuple(tuple((0, int(tok), "") if tok.isdigit() else (1, 0, tok)
+                        for tok in re.split(r"(\d+)", part.casefold()) if tok)
+                  for part in path.parts)
+    return parts, str(path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.text(alphabet="aAbZ09_-. 7٠١", min_size=1, max_size=6), min_size=1, max_size=3),
+                min_size=2, max_size=12))
+def test_natural_path_key_sorts_as_the_tuple_of_tokens(names):
+    from kdx_engine.data.images import natural_path_key
+
+    paths = [Path(*parts) for parts in names]
+    assert sorted(paths, key=natural_path_key) == sorted(paths, key=_tuple_natural_key)
