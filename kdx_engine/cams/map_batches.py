@@ -22,6 +22,23 @@ def _stack(x, name: str) -> np.ndarray:
     return arr
 
 
+def _pair(a, b):
+    """Two batches of maps as float64, the rows both functions take, and a NaN value per row to fill."""
+    a, b = _stack(a, "maps a"), _stack(b, "maps b")
+    if a.shape != b.shape:
+        raise ValueError(f"map batches differ in shape: {a.shape} vs {b.shape}")
+    return a, b, _regular(a, b), np.full(a.shape[0], math.nan)
+
+
+def _with_masks(maps, masks):
+    """Maps as float64 and masks as booleans of the same N×H×W, and both flattened per row."""
+    maps = _stack(maps, "maps")
+    masks = np.asarray(masks) > 0
+    if masks.shape != maps.shape:
+        raise ValueError(f"mask batch shape {masks.shape} differs from map batch shape {maps.shape}")
+    return maps, masks, maps.reshape(maps.shape[0], -1), masks.reshape(maps.shape[0], -1)
+
+
 def _regular(*batches: np.ndarray) -> np.ndarray:
     """Rows where every map is finite and not constant (the per-pair functions handle the rest)."""
     ok = np.ones(batches[0].shape[0], dtype=bool)
@@ -76,11 +93,7 @@ def _per_row(function, values: np.ndarray, ok: np.ndarray, *batches) -> list[Val
 
 def pearson_rows(a, b) -> list[Value]:
     """``pearson(a[i], b[i])`` for every i."""
-    a, b = _stack(a, "maps a"), _stack(b, "maps b")
-    if a.shape != b.shape:
-        raise ValueError(f"map batches differ in shape: {a.shape} vs {b.shape}")
-    ok = _regular(a, b)
-    values = np.full(a.shape[0], math.nan)
+    a, b, ok, values = _pair(a, b)
     if ok.any():
         values[ok] = _correlations(a[ok].reshape(ok.sum(), -1), b[ok].reshape(ok.sum(), -1))
     return _per_row(pearson, values, ok, a, b)
@@ -88,11 +101,7 @@ def pearson_rows(a, b) -> list[Value]:
 
 def spearman_rows(a, b) -> list[Value]:
     """``spearman(a[i], b[i])`` for every i."""
-    a, b = _stack(a, "maps a"), _stack(b, "maps b")
-    if a.shape != b.shape:
-        raise ValueError(f"map batches differ in shape: {a.shape} vs {b.shape}")
-    ok = _regular(a, b)
-    values = np.full(a.shape[0], math.nan)
+    a, b, ok, values = _pair(a, b)
     if ok.any():
         rows = ok.sum()
         values[ok] = _correlations(average_ranks_rows(a[ok].reshape(rows, -1)),
@@ -104,11 +113,7 @@ def top_fraction_iou_rows(a, b, fraction: float = 0.2) -> list[Value]:
     """``top_fraction_iou(a[i], b[i], fraction)`` for every i."""
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    a, b = _stack(a, "maps a"), _stack(b, "maps b")
-    if a.shape != b.shape:
-        raise ValueError(f"map batches differ in shape: {a.shape} vs {b.shape}")
-    ok = _regular(a, b)
-    values = np.full(a.shape[0], math.nan)
+    a, b, ok, values = _pair(a, b)
     if ok.any():
         rows, size = ok.sum(), a[0].size
         k = min(size, max(1, math.floor(fraction * size + 0.5)))
@@ -120,11 +125,7 @@ def top_fraction_iou_rows(a, b, fraction: float = 0.2) -> list[Value]:
 
 def energy_in_mask_rows(maps, masks) -> list[Value]:
     """``energy_in_mask(maps[i], masks[i])`` for every i."""
-    maps = _stack(maps, "maps")
-    masks = np.asarray(masks) > 0
-    if masks.shape != maps.shape:
-        raise ValueError(f"mask batch shape {masks.shape} differs from map batch shape {maps.shape}")
-    flat, inside = maps.reshape(maps.shape[0], -1), masks.reshape(maps.shape[0], -1)
+    maps, masks, flat, inside = _with_masks(maps, masks)
     energy = np.clip(np.nan_to_num(flat, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None)
     total = energy.sum(axis=1)
     ok = np.isfinite(flat).all(axis=1) & inside.any(axis=1) & (total > 0)
@@ -134,11 +135,7 @@ def energy_in_mask_rows(maps, masks) -> list[Value]:
 
 def pointing_game_rows(maps, masks) -> list[Value]:
     """``pointing_game(maps[i], masks[i])`` (tolerance 0) for every i."""
-    maps = _stack(maps, "maps")
-    masks = np.asarray(masks) > 0
-    if masks.shape != maps.shape:
-        raise ValueError(f"mask batch shape {masks.shape} differs from map batch shape {maps.shape}")
-    flat, inside = maps.reshape(maps.shape[0], -1), masks.reshape(maps.shape[0], -1)
+    maps, masks, flat, inside = _with_masks(maps, masks)
     ok = _regular(maps) & inside.any(axis=1)
     values = np.full(maps.shape[0], math.nan)
     if ok.any():
