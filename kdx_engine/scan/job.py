@@ -33,7 +33,7 @@ class ScanJob:
     dataset: Path
     out: Path
     settings: ScanSettings
-    paths: list[str]
+    paths: list[Path]
     labels: list[int | None]
     class_names: tuple[str, ...]
     roles: tuple[str, ...]
@@ -77,8 +77,7 @@ def prepare_scan(dataset, out, settings: ScanSettings, models: dict[str, Compari
     folder = ImageFolderDataset(dataset, class_names=class_names)
     if not len(folder):
         raise ValueError(f"{dataset}: no images found")
-    # Paths kept as strings: a Path object costs about ten times the memory, per image of the dataset.
-    job = ScanJob(dataset, out, settings, [str(p) for p in folder.paths], list(folder.labels), class_names, roles,
+    job = ScanJob(dataset, out, settings, list(folder.paths), list(folder.labels), class_names, roles,
                   Path(reference_folder) if reference_folder else None, label_note=folder.label_note)
     previous = _read_manifest(out)
     identity = _identity(job, models)
