@@ -18,7 +18,7 @@ from ..output_paths import check_writable_folder
 from ..provenance import package_versions
 from ..roles import ROLES
 from ..unicam import ReferenceSet
-from .measures import ImageResult, ScanSettings, scan_batch
+from .measures import BatchExplanations, ImageResult, ScanSettings, batch_rows, explain_batch
 from .models import ScanModels, models_record
 from .table import done_images, map_keys, table_schema, write_batch
 
@@ -166,16 +166,27 @@ def write_manifest(job: ScanJob, models, reference, engine: dict, status: dict) 
 def process_batch(job: ScanJob, items: Sequence[StreamItem], models: dict[str, ComparisonModel], reference,
                   cache: UniCamCache) -> list[ImageResult]:
     """Rows of one batch: unreadable images get a row with the reason, the rest are measured together."""
+    return batch_results(job, items, models, explain_items(job, items, models, reference, cache))
+
+
+def explain_items(job: ScanJob, items: Sequence[StreamItem], models: dict[str, ComparisonModel], reference,
+                  cache: UniCamCache) -> BatchExplanations:
+    """The models' work on the readable images of a batch (``batch_results`` makes their rows)."""
     good = [item for item in items if item.image is not None]
-    measured = scan_batch(models, [item.image for item in good], [item.label for item in good], job.settings,
-                          reference, cache)
-    by_index = {item.index: result for item, result in zip(good, measured)}
+    return explain_batch(models, [item.image for item in good], [item.label for item in good], job.settings,
+                         reference, cache)
+
+
+def batch_results(job: ScanJob, items: Sequence[StreamItem], models: dict[str, ComparisonModel],
+                  explained: BatchExplanations) -> list[ImageResult]:
+    """Every item's row, in batch order; runs no model (see ``explain_items``)."""
+    measured = iter(batch_rows(models, explained, job.settings))
     results = []
     for item in items:
-        result = by_index.get(item.index)
-        if result is None:
+        if item.image is None:
             result = ImageResult({"label": item.label, "error": str(item.error) if item.error else "not read"})
         else:
+            result = next(measured)
             grid = image_grid(*item.image.rgb.shape[:2])
             result.row.update(grid_height=grid.height, grid_width=grid.width)
         result.row.update(path=job.relative(item.path), file=str(item.path), sha256=item.sha256)

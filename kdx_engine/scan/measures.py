@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from ..cams import TargetRule, cam_method, deletion_insertion
+from ..cams import Explanation, TargetRule, cam_method, deletion_insertion
 from ..cams.map_batches import (energy_in_mask_rows, pearson_rows, pointing_game_rows, spearman_rows,
                                 top_fraction_iou_rows)
 from ..cams.targets import CamTarget, GradientSeed
@@ -76,16 +76,32 @@ def map_key(method: str, role: str) -> str:
 def scan_batch(models: Mapping[str, ComparisonModel], images: Sequence[LoadedImage], labels: Sequence[int | None],
                settings: ScanSettings, reference=None, unicam_cache: UniCamCache | None = None) -> list[ImageResult]:
     """The rows (and maps) of ``images``: one forward per model and method family for the whole batch."""
+    return batch_rows(models, explain_batch(models, images, labels, settings, reference, unicam_cache), settings)
+
+
+@dataclass
+class BatchExplanations:
+    """A batch's model work: each model's CAMs (or why one failed), their deletion/insertion scores, the
+    probabilities and the UniCAM maps. ``batch_rows`` turns it into rows without running a model, so the
+    rows of one batch can be made on another thread while the models run on the next."""
+
+    images: Sequence[LoadedImage]
+    labels: Sequence[int | None]
+    cams: dict[tuple[str, str], Explanation | str] = field(default_factory=dict)  # (method, role) → map or note
+    faithfulness: dict[tuple[str, str], object] = field(default_factory=dict)
+    probabilities: dict[str, torch.Tensor] = field(default_factory=dict)
+    unicam: dict[str, Explanation | str] = field(default_factory=dict)  # UNICAM_KEYS → maps or note
+
+
+def explain_batch(models: Mapping[str, ComparisonModel], images: Sequence[LoadedImage],
+                  labels: Sequence[int | None], settings: ScanSettings, reference=None,
+                  unicam_cache: UniCamCache | None = None) -> BatchExplanations:
+    """Every model's work on the batch: one forward per model and method family for all images."""
     roles = [role for role in ROLES if role in models]
-    results = [ImageResult(_image_columns(image, label, models)) for image, label in zip(images, labels)]
+    explained = BatchExplanations(images, labels)
     if not images:
-        return results
-    class_names = tuple(models[roles[0]].backend.info.preprocessing.class_names)
-    grids = [image_grid(*image.rgb.shape[:2]) for image in images]
-    masks = [mask_on_grid(image.mask, grid) for image, grid in zip(images, grids)]
+        return explained
     unicam_roles = {r for key in UNICAM_KEYS for r in unicam_pair(key, roles)} if settings.unicam else set()
-    probabilities: dict[str, torch.Tensor] = {}
-    placed: dict[tuple[str, str], list[np.ndarray | None]] = {}
     forwards: dict[str, object] = {}
     inputs = _Inputs(images)
     for role in roles:
@@ -93,7 +109,6 @@ def scan_batch(models: Mapping[str, ComparisonModel], images: Sequence[LoadedIma
         x = inputs.of(model.backend)
         shared_forward = None
         for method_name in settings.methods:
-            key = map_key(method_name, role)
             try:
                 if model.layer is None:
                     raise ValueError(model.note or "no target layer chosen")
@@ -107,28 +122,55 @@ def scan_batch(models: Mapping[str, ComparisonModel], images: Sequence[LoadedIma
                         shared_forward = forward
                 explanation = method.from_forward(x, forward, TargetRule(settings.target_rule, labels=tuple(labels)))
             except MODEL_ERRORS as exc:
-                for result in results:
-                    result.row[f"{key}_note"] = f"{method_name} failed: {first_line(exc)}"
-                placed[(method_name, role)] = [None] * len(images)
+                explained.cams[(method_name, role)] = f"{method_name} failed: {first_line(exc)}"
                 continue
-            if role not in probabilities:
-                probabilities[role] = torch.softmax(explanation.logits.double(), dim=1).cpu()
+            explained.cams[(method_name, role)] = explanation
+            if role not in explained.probabilities:
+                explained.probabilities[role] = torch.softmax(explanation.logits.double(), dim=1).cpu()
             if method.uses_gradients and role in unicam_roles and role not in forwards:
                 forwards[role] = forward
-            placed[(method_name, role)] = _method_columns(results, images, grids, masks, models, role, method_name,
-                                                          explanation, x, settings)
-        if role not in probabilities:
+            if settings.faithfulness_steps > 0:
+                explained.faithfulness[(method_name, role)] = _faithfulness(model.backend, x, explanation, settings)
+        if role not in explained.probabilities:
             logits = logits_or_none(model.backend, x)
             if logits is not None:
-                probabilities[role] = torch.softmax(logits.double(), dim=1).cpu()
-    for role, probs in probabilities.items():
+                explained.probabilities[role] = torch.softmax(logits.double(), dim=1).cpu()
+    if settings.unicam:
+        explained.unicam = _unicam_explanations(images, labels, models, roles, settings, reference,
+                                                unicam_cache or UniCamCache(), forwards, inputs)
+    return explained
+
+
+def batch_rows(models: Mapping[str, ComparisonModel], explained: BatchExplanations,
+               settings: ScanSettings) -> list[ImageResult]:
+    """The rows (and maps on the images' grids) of an explained batch; runs no model."""
+    images, labels = explained.images, explained.labels
+    roles = [role for role in ROLES if role in models]
+    results = [ImageResult(_image_columns(image, label, models)) for image, label in zip(images, labels)]
+    if not images:
+        return results
+    class_names = tuple(models[roles[0]].backend.info.preprocessing.class_names)
+    grids = [image_grid(*image.rgb.shape[:2]) for image in images]
+    masks = [mask_on_grid(image.mask, grid) for image, grid in zip(images, grids)]
+    placed: dict[tuple[str, str], list[np.ndarray | None]] = {}
+    for role in roles:
+        for method_name in settings.methods:
+            explanation = explained.cams.get((method_name, role))
+            if isinstance(explanation, str):
+                for result in results:
+                    result.row[f"{map_key(method_name, role)}_note"] = explanation
+                placed[(method_name, role)] = [None] * len(images)
+            elif explanation is not None:
+                placed[(method_name, role)] = _method_columns(
+                    results, images, grids, masks, models, role, method_name, explanation,
+                    explained.faithfulness.get((method_name, role)), settings)
+    for role, probs in explained.probabilities.items():
         _prediction_columns(results, role, probs, labels, class_names, settings.top_k)
-    _kl_column(results, probabilities)
+    _kl_column(results, explained.probabilities)
     for method_name in settings.methods:
         _agreement_columns(results, images, grids, models, method_name, placed)
     if settings.unicam:
-        _unicam_columns(results, images, labels, grids, masks, models, roles, settings, reference,
-                        unicam_cache or UniCamCache(), forwards, inputs)
+        _unicam_columns(results, images, grids, masks, models, explained.unicam, settings)
     return results
 
 
@@ -167,7 +209,7 @@ def _image_columns(image: LoadedImage, label, models) -> dict:
             else None, "notes": "; ".join(image.notes) or None, "error": None}
 
 
-def _method_columns(results, images, grids, masks, models, role, method_name, explanation, x, settings):
+def _method_columns(results, images, grids, masks, models, role, method_name, explanation, scores, settings):
     """Target, note, energy in mask and pointing game per image; deletion/insertion AUC; the maps."""
     key, model = map_key(method_name, role), models[role]
     maps = []
@@ -180,8 +222,7 @@ def _method_columns(results, images, grids, masks, models, role, method_name, ex
             row[f"{key}_energy"], row[f"{key}_pointing"] = placed.energy, placed.pointing
         if settings.save_maps:
             results[i].maps[key] = placed.values.astype(np.float32)
-    if settings.faithfulness_steps > 0:
-        scores = _faithfulness(model.backend, x, explanation, settings)
+    if scores is not None:
         for i, result in enumerate(results):
             result.row[f"{key}_deletion_auc"] = float(scores.deletion_auc[i])
             result.row[f"{key}_insertion_auc"] = float(scores.insertion_auc[i])
@@ -313,11 +354,13 @@ class BatchUniCamTarget(CamTarget):
                             details={"unicam": [s.details.get("unicam", {}) for s in seeds]})
 
 
-def _unicam_columns(results, images, labels, grids, masks, models, roles, settings, reference, cache, forwards,
-                    inputs):
+def _unicam_explanations(images, labels, models, roles, settings, reference, cache, forwards,
+                         inputs) -> dict[str, Explanation | str]:
+    """The distilled and residual UniCAM maps of the batch (or why each failed), from the Grad-CAM forwards
+    when they captured UniCAM's layers."""
+    explained = {}
     for key in UNICAM_KEYS:
         x_role, y_role = unicam_pair(key, roles)
-        column = f"unicam_{key}"
         try:
             if x_role not in models or y_role not in models:
                 raise ValueError(f"needs the {x_role} and the {y_role} model")
@@ -338,11 +381,21 @@ def _unicam_columns(results, images, labels, grids, masks, models, roles, settin
             target = BatchUniCamTarget(tuple(explainer.target_for(query_y[i:i + 1], image, label)
                                              for i, (image, label) in enumerate(zip(images, labels))))
             size = (x_model.backend.info.preprocessing.input_size,) * 2
-            explanation = UniCamCAM(x_model.backend, layer=explainer.layer).explain_forward(x_forward, target, size)
+            explained[key] = UniCamCAM(x_model.backend, layer=explainer.layer).explain_forward(x_forward, target, size)
         except MODEL_ERRORS as exc:
+            explained[key] = f"UniCAM failed: {first_line(exc)}"
+    return explained
+
+
+def _unicam_columns(results, images, grids, masks, models, explained, settings) -> None:
+    roles = [role for role in ROLES if role in models]
+    for key in UNICAM_KEYS:
+        column, explanation = f"unicam_{key}", explained[key]
+        if isinstance(explanation, str):
             for result in results:
-                result.row[f"{column}_note"] = f"UniCAM failed: {first_line(exc)}"
+                result.row[f"{column}_note"] = explanation
             continue
+        x_model = models[unicam_pair(key, roles)[0]]
         details = explanation.details.get("unicam", [])
         placed_maps = _placed_maps(explanation.low_res, images, grids, masks, x_model.backend, models)
         for i, (result, placed) in enumerate(zip(results, placed_maps)):

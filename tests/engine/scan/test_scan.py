@@ -197,6 +197,30 @@ def test_cancel_keeps_the_finished_batches_and_a_rerun_resumes(dataset, models, 
     progress = Progress(lambda fraction, message: progress.cancel() if fraction > 0 else None)
     with pytest.raises(Cancelled):
         run_scan(prepare_scan(dataset, out, settings, models), models, batch_size=4, progress=progress)
-    assert not (out / "scan.parquet").exists() and len(list((out / "parts").glob("*.parquet"))) == 1
+    # Cancelled after the first batch's rows: the second batch, whose models had run by then, is written
+    # too (nothing computed is lost); the third is never started
+    assert not (out / "scan.parquet").exists() and len(list((out / "parts").glob("*.parquet"))) == 2
+    resumed = run_scan(prepare_scan(dataset, out, settings, models), models, batch_size=4)
+    assert resumed.skipped == 8 and resumed.scanned == 5 and resumed.rows == 13
+
+
+def test_an_error_while_writing_rows_stops_the_scan_and_keeps_the_parts_before_it(dataset, models, tmp_path,
+                                                                                 monkeypatch):
+    from kdx_engine.scan import local_engine
+
+    out, settings = tmp_path / "scan", ScanSettings(faithfulness_steps=0)
+    write, calls = local_engine.write_results, []
+
+    def full_disk_on_the_second_batch(job, results):
+        calls.append(len(results))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return write(job, results)
+
+    monkeypatch.setattr(local_engine, "write_results", full_disk_on_the_second_batch)
+    with pytest.raises(OSError, match="No space left"):
+        run_scan(prepare_scan(dataset, out, settings, models), models, batch_size=4)
+    assert len(calls) == 2 and len(list((out / "parts").glob("*.parquet"))) == 1
+    monkeypatch.setattr(local_engine, "write_results", write)
     resumed = run_scan(prepare_scan(dataset, out, settings, models), models, batch_size=4)
     assert resumed.skipped == 4 and resumed.scanned == 9 and resumed.rows == 13
