@@ -5,7 +5,8 @@ and passed forward through every model (Teacher, Student, Base) with no explanat
     python benchmarks/scan_speed.py [--n 1000] [--batch-size 64] [--cpus N]
 
 Prints images/s of each and the ratios Ray / in-process and in-process / floor (targets: ≤ 1.3 and
-≤ 1.5) taken in one run. The Ray time is the scan on a running cluster (as with ``--ray ADDRESS``): its
+≤ 1.5) taken in one run: after a warm-up of each, three floor and three in-process runs alternate and
+the best of each counts. The Ray time is the scan on a running cluster (as with ``--ray ADDRESS``): its
 actors' start and model loading count, the cluster's own start (a few seconds, once) is printed beside it.
 The images are the demo's synthetic test scenes (48×48, with masks), written to a temporary folder; the
 models are the bundled demo zoo.
@@ -54,13 +55,16 @@ def main() -> int:
     models = spec.load()
     with tempfile.TemporaryDirectory(prefix="kdx-scan-bench-") as tmp:
         dataset = write_demo_dataset(Path(tmp) / "data", n=args.n, split="test")
-        floor(models, dataset, args.batch_size)  # warm-up: file cache, allocator
-        t_floor = min(floor(models, dataset, args.batch_size) for _ in range(3))
-        t_local = []
-        for run in range(3):
-            job = prepare_scan(dataset, Path(tmp) / f"local{run}", SETTINGS, models)
-            t_local.append(run_scan(job, models, batch_size=args.batch_size).seconds)
-        t_local = min(t_local)
+        def scan(name: str) -> float:
+            job = prepare_scan(dataset, Path(tmp) / name, SETTINGS, models)
+            return run_scan(job, models, batch_size=args.batch_size).seconds
+
+        floor(models, dataset, args.batch_size), scan("warm-up")  # file cache, allocator, lazy imports
+        t_floor, t_local = [], []
+        for run in range(3):  # alternating, so a drift in the machine's speed touches both alike
+            t_floor.append(floor(models, dataset, args.batch_size))
+            t_local.append(scan(f"local{run}"))
+        t_floor, t_local = min(t_floor), min(t_local)
         print(f"{args.n} demo images (48×48, T/S/B), batch {args.batch_size}, {args.cpus} CPU(s)")
         print(f"floor (read + preprocess + forward of T, S, B): {args.n / t_floor:8.1f} images/s")
         print(f"in process, Grad-CAM only:                       {args.n / t_local:8.1f} images/s")
