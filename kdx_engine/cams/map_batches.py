@@ -59,11 +59,18 @@ def _correlations(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.clip(r, -1.0, 1.0)
 
 
-def average_ranks_rows(x: np.ndarray) -> np.ndarray:
-    """1-based ranks within each row of N×P ``x``, tied values sharing the mean of their ranks."""
+def row_sort(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of N×P ``x`` sorted ascending, and the order that sorts it (torch's row sort is several
+    times numpy's argsort here; the order within a tie does not matter to its users)."""
+    ordered, order = torch.sort(torch.from_numpy(np.ascontiguousarray(x)), dim=1)
+    return ordered.numpy(), order.numpy()
+
+
+def average_ranks_rows(x: np.ndarray, sorted_rows: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """1-based ranks within each row of N×P ``x``, tied values sharing the mean of their ranks;
+    ``sorted_rows``: ``row_sort(x)`` when at hand."""
     n, p = x.shape
-    # torch's row sort is several times numpy's argsort here; the order within a tie does not matter
-    ordered, order = (t.numpy() for t in torch.sort(torch.from_numpy(np.ascontiguousarray(x)), dim=1))
+    ordered, order = sorted_rows if sorted_rows is not None else row_sort(x)
     starts = np.ones((n, p), dtype=bool)
     starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
     ends = np.ones((n, p), dtype=bool)
@@ -76,10 +83,14 @@ def average_ranks_rows(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def top_region_rows(x: np.ndarray, k: int) -> np.ndarray:
+def top_region_rows(x: np.ndarray, k: int, ordered: np.ndarray | None = None) -> np.ndarray:
     """Per row of N×P ``x``, the ``k`` largest values as a boolean N×P region; ties at the threshold go to
-    the lower index (as ``map_comparison.top_pixels``' stable descending sort), in O(P) per row."""
-    threshold = -np.partition(-x, k - 1, axis=1)[:, k - 1:k]
+    the lower index (as ``map_comparison.top_pixels``' stable descending sort), in O(P) per row.
+    ``ordered``: x's rows sorted ascending when at hand (else a partition finds the threshold)."""
+    if ordered is not None:
+        threshold = ordered[:, x.shape[1] - k:x.shape[1] - k + 1]
+    else:
+        threshold = -np.partition(-x, k - 1, axis=1)[:, k - 1:k]
     above = x > threshold
     tied = x == threshold
     room = k - above.sum(axis=1, keepdims=True)
@@ -91,36 +102,24 @@ def _per_row(function, values: np.ndarray, ok: np.ndarray, *batches) -> list[Val
             for i in range(ok.shape[0])]
 
 
-def pearson_rows(a, b) -> list[Value]:
-    """``pearson(a[i], b[i])`` for every i."""
-    a, b, ok, values = _pair(a, b)
-    if ok.any():
-        values[ok] = _correlations(a[ok].reshape(ok.sum(), -1), b[ok].reshape(ok.sum(), -1))
-    return _per_row(pearson, values, ok, a, b)
-
-
-def spearman_rows(a, b) -> list[Value]:
-    """``spearman(a[i], b[i])`` for every i."""
-    a, b, ok, values = _pair(a, b)
-    if ok.any():
-        rows = ok.sum()
-        values[ok] = _correlations(average_ranks_rows(a[ok].reshape(rows, -1)),
-                                   average_ranks_rows(b[ok].reshape(rows, -1)))
-    return _per_row(spearman, values, ok, a, b)
-
-
-def top_fraction_iou_rows(a, b, fraction: float = 0.2) -> list[Value]:
-    """``top_fraction_iou(a[i], b[i], fraction)`` for every i."""
+def agreement_rows(a, b, fraction: float = 0.2) -> tuple[list[Value], list[Value], list[Value]]:
+    """``pearson``, ``spearman`` and ``top_fraction_iou`` of a[i] and b[i] for every i: one conversion and
+    one row sort per map batch, the top regions read off the sorted values the ranks come from."""
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    a, b, ok, values = _pair(a, b)
+    a, b, ok, _ = _pair(a, b)
+    pearsons, spearmans, ious = (np.full(a.shape[0], math.nan) for _ in range(3))
     if ok.any():
-        rows, size = ok.sum(), a[0].size
-        k = min(size, max(1, math.floor(fraction * size + 0.5)))
-        chosen = [top_region_rows(maps.reshape(rows, -1), k) for maps in (a[ok], b[ok])]
-        inter = (chosen[0] & chosen[1]).sum(axis=1)
-        values[ok] = inter / (2 * k - inter)
-    return _per_row(lambda x, y: top_fraction_iou(x, y, fraction), values, ok, a, b)
+        rows = ok.sum()
+        x, y = a[ok].reshape(rows, -1), b[ok].reshape(rows, -1)
+        k = min(x.shape[1], max(1, math.floor(fraction * x.shape[1] + 0.5)))
+        sorted_x, sorted_y = row_sort(x), row_sort(y)
+        pearsons[ok] = _correlations(x, y)
+        spearmans[ok] = _correlations(average_ranks_rows(x, sorted_x), average_ranks_rows(y, sorted_y))
+        inter = (top_region_rows(x, k, sorted_x[0]) & top_region_rows(y, k, sorted_y[0])).sum(axis=1)
+        ious[ok] = inter / (2 * k - inter)
+    return (_per_row(pearson, pearsons, ok, a, b), _per_row(spearman, spearmans, ok, a, b),
+            _per_row(lambda p, q: top_fraction_iou(p, q, fraction), ious, ok, a, b))
 
 
 def energy_in_mask_rows(maps, masks) -> list[Value]:

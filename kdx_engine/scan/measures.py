@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from ..cams import Explanation, TargetRule, cam_method, deletion_insertion
-from ..cams.map_batches import (energy_in_mask_rows, pearson_rows, pointing_game_rows, spearman_rows,
-                                top_fraction_iou_rows)
+from ..cams.map_batches import agreement_rows, energy_in_mask_rows, pointing_game_rows
 from ..cams.targets import CamTarget, GradientSeed
 from ..comparison import ComparisonModel, image_grid, maps_on_grid
 from ..comparison.comparison import forward_with_features, logits_or_none, window_seen_by
@@ -315,7 +314,7 @@ def _agreement_columns(results, images, grids, models, method_name, placed) -> N
             for i in indices:
                 results[i].row[f"{prefix}_note"] = "the Teacher's and the Student's crops do not overlap"
             continue
-        metrics = zip(pearson_rows(a, b), spearman_rows(a, b), top_fraction_iou_rows(a, b))
+        metrics = zip(*agreement_rows(a, b))
         for i, values in zip(indices, metrics):
             row = results[i].row
             row[f"{prefix}_pearson"], row[f"{prefix}_spearman"], row[f"{prefix}_top_iou"] = map(_number, values)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from kdx_engine.cams import energy_in_mask, pearson, pointing_game, spearman, top_fraction_iou
-from kdx_engine.cams.map_batches import (average_ranks_rows, energy_in_mask_rows, pearson_rows, pointing_game_rows,
-                                         spearman_rows, top_fraction_iou_rows)
+from kdx_engine.cams.map_batches import (agreement_rows, average_ranks_rows, energy_in_mask_rows, pointing_game_rows,
+                                         row_sort, top_region_rows)
 from kdx_engine.cams.map_comparison import average_ranks
 
 
@@ -39,11 +39,12 @@ def _same(batched, singles):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_pair_metrics_equal_the_per_pair_functions(seed):
     a, b, _ = _batch(seed)
-    _same(pearson_rows(a, b), [pearson(x, y) for x, y in zip(a, b)])
-    _same(spearman_rows(a, b), [spearman(x, y) for x, y in zip(a, b)])
     for fraction in (0.2, 0.05, 1.0):
-        _same(top_fraction_iou_rows(a, b, fraction), [top_fraction_iou(x, y, fraction) for x, y in zip(a, b)])
-    assert sum(not math.isnan(v.value) for v in pearson_rows(a, b)) >= 15  # mostly regular rows
+        pearsons, spearmans, ious = agreement_rows(a, b, fraction)
+        _same(pearsons, [pearson(x, y) for x, y in zip(a, b)])
+        _same(spearmans, [spearman(x, y) for x, y in zip(a, b)])
+        _same(ious, [top_fraction_iou(x, y, fraction) for x, y in zip(a, b)])
+    assert sum(not math.isnan(v.value) for v in agreement_rows(a, b)[0]) >= 15  # mostly regular rows
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -61,18 +62,18 @@ def test_average_ranks_rows_equal_the_flat_ranks_with_ties():
     x = rng.integers(0, 5, size=(7, 40)).astype(float)
     expected = np.stack([average_ranks(row) for row in x])
     np.testing.assert_array_equal(average_ranks_rows(x), expected)
+    np.testing.assert_array_equal(average_ranks_rows(x, row_sort(x)), expected)
     np.testing.assert_array_equal(average_ranks_rows(np.array([[2.0, 2.0, 1.0, 3.0]])), [[2.5, 2.5, 1.0, 4.0]])
 
 
 def test_shapes_that_do_not_fit_are_named():
     with pytest.raises(ValueError, match="differ in shape"):
-        pearson_rows(np.zeros((2, 3, 3)), np.zeros((2, 3, 4)))
+        agreement_rows(np.zeros((2, 3, 3)), np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match="N×H×W"):
         energy_in_mask_rows(np.zeros((3, 3)), np.zeros((3, 3)))
 
 
 def test_top_region_rows_equal_the_stable_sort_with_ties_at_the_threshold():
-    from kdx_engine.cams.map_batches import top_region_rows
     from kdx_engine.cams.map_comparison import top_pixels
 
     rng = np.random.default_rng(4)
@@ -82,3 +83,4 @@ def test_top_region_rows_equal_the_stable_sort_with_ties_at_the_threshold():
         for row, values in zip(expected, x):
             row[top_pixels(values, k)] = True
         np.testing.assert_array_equal(top_region_rows(x, k), expected)
+        np.testing.assert_array_equal(top_region_rows(x, k, row_sort(x)[0]), expected)  # threshold off the sort
