@@ -14,6 +14,7 @@ from ..comparison import ComparisonModel, UniCamCache, image_grid
 from ..comparison.export import strict_json
 from ..data.datasets import ImageFolderDataset
 from ..data.image_stream import StreamItem
+from ..data.path_list import PathList
 from ..output_paths import check_writable_folder
 from ..provenance import package_versions
 from ..roles import ROLES
@@ -33,7 +34,7 @@ class ScanJob:
     dataset: Path
     out: Path
     settings: ScanSettings
-    paths: list[Path]
+    paths: Sequence[Path]
     labels: list[int | None]
     class_names: tuple[str, ...]
     roles: tuple[str, ...]
@@ -77,7 +78,7 @@ def prepare_scan(dataset, out, settings: ScanSettings, models: dict[str, Compari
     folder = ImageFolderDataset(dataset, class_names=class_names)
     if not len(folder):
         raise ValueError(f"{dataset}: no images found")
-    job = ScanJob(dataset, out, settings, list(folder.paths), list(folder.labels), class_names, roles,
+    job = ScanJob(dataset, out, settings, PathList(folder.paths), list(folder.labels), class_names, roles,
                   Path(reference_folder) if reference_folder else None, label_note=folder.label_note)
     previous = _read_manifest(out)
     identity = _identity(job, models)
