@@ -10,8 +10,8 @@ import numpy as np
 
 class PathList(Sequence[Path]):
     """Paths as one buffer of their file-system bytes and an offset per path: about the path's length
-    plus 8 bytes each, where a list of ``Path`` objects holds some 650 bytes per path (measured: 13 MB for
-    20,000 paths, against 2.4 MB this way, since the objects of the listing can then be freed)."""
+    plus 8 bytes each, where a list of ``Path`` objects holds some 650 bytes per path (measured after
+    listing 20,000 images: RSS 13.3 MB up with the Paths kept, 4.8 MB with this list once they are freed)."""
 
     def __init__(self, paths: Iterable[str | os.PathLike]):
         names = [os.fsencode(path) for path in paths]
