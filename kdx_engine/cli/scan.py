@@ -32,7 +32,8 @@ def add_command(subparsers) -> None:
     scan.add_argument("--no-maps", action="store_true", help="write the table only, no map shards")
     scan.add_argument("--batch-size", type=int, default=32)
     scan.add_argument("--ray", nargs="?", const=LOCAL, metavar="ADDRESS",
-                      help="run on Ray: a local cluster started here, or the cluster at ADDRESS")
+                      help="run on Ray: a local cluster started here, or the cluster at ADDRESS (one started "
+                           "with `ray start` needs RAY_AUTH_MODE=token and its token)")
     scan.add_argument("--num-cpus", type=int, help="--ray without ADDRESS: CPUs of the local cluster "
                                                    "(default: all)")
     scan.add_argument("--overwrite", action="store_true", help="start again in a folder holding another scan")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..comparison import UniCamCache
 from ..data.image_stream import read_item
+from ..messages import first_line
 from .job import ScanJob, process_batch, reference_set, write_manifest
 from .local_engine import ScanSummary, finish, skipper
 from .models import ScanModels
@@ -53,6 +54,16 @@ class ScanActor:
         return write_shards(self.job.out, results, self.job.schema, self.job.map_keys)
 
 
+def _join_hint() -> str:
+    """What to check when joining a cluster fails. Ray sends a token to an address it is given only under
+    RAY_AUTH_MODE=token, while clusters started with ``ray start`` require one (Ray ≥ 2.59); kdx does not
+    send it on its own, since a token sent to the wrong address is a token given away."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return "Is it running, and is its token the one here (RAY_AUTH_TOKEN or ~/.ray/auth_token)?"
+    return ("Is it running? A cluster started with `ray start` asks for its token: run kdx with "
+            "RAY_AUTH_MODE=token, the token in ~/.ray/auth_token or RAY_AUTH_TOKEN.")
+
+
 def pool_size(cpus: float) -> tuple[int, float, int]:
     """(actors, CPUs each asks for, torch threads each) for a cluster with ``cpus`` CPUs."""
     actors = max(1, int(cpus))
@@ -75,7 +86,11 @@ def run_scan_on_ray(job: ScanJob, spec: ScanModels, models, address: str | None 
             ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         else:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+            try:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+            except ConnectionError as exc:
+                raise ValueError(f"--ray {address}: cannot join the Ray cluster there ({first_line(exc)}). "
+                                 + _join_hint()) from exc
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = sys.stderr.isatty()

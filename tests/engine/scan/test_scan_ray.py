@@ -63,6 +63,7 @@ def _assert_same_scans(local, on_ray):
 def test_kdx_scan_on_an_existing_cluster_by_its_address(tmp_path):
     """``kdx scan --ray ADDRESS``: a head node started with ``ray start`` (as a user's cluster is), joined
     by its address; the rows equal the in-process scan's."""
+    import os
     import shutil
     import socket
     import subprocess
@@ -80,7 +81,13 @@ def test_kdx_scan_on_an_existing_cluster_by_its_address(tmp_path):
         models = [f"--{role}={DEMO_MODELS / f'{role}.pth'}" for role in ("teacher", "student")]
         common = [str(dataset), *models, "--faithfulness-steps", "2", "--batch-size", "3"]
         assert main(["scan", *common, "--out", str(tmp_path / "local")]) == 0
-        assert main(["scan", *common, "--out", str(tmp_path / "ray"), "--ray", f"127.0.0.1:{port}"]) == 0
+        # Such a cluster asks for its token (Ray >= 2.59), which a driver sends under RAY_AUTH_MODE=token, read
+        # when Ray is imported: so kdx runs in its own process here, as a user runs it
+        joined = subprocess.run([sys.executable, "-c", "import sys; from kdx_engine.cli import main; "
+                                 "sys.exit(main(sys.argv[1:]))", "scan", *common, "--out", str(tmp_path / "ray"),
+                                 "--ray", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "RAY_AUTH_MODE": "token"})
+        assert joined.returncode == 0, joined.stderr[-2000:]
     finally:
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
     _assert_same_scans(tmp_path / "local", tmp_path / "ray")
