@@ -20,7 +20,7 @@ from ..provenance import package_versions
 from ..roles import ROLES
 from ..unicam import ReferenceSet
 from .measures import BatchExplanations, ImageResult, ScanSettings, batch_rows, explain_batch
-from .models import ScanModels, models_record
+from .models import models_record
 from .table import done_images, map_keys, table_schema, write_batch
 
 MANIFEST = "manifest.json"

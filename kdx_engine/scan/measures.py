@@ -7,6 +7,8 @@ the pixels every model sees), deletion and insertion AUC (``cams.faithfulness``,
 and with UniCAM the distilled and residual maps and their energy in the mask. Same-size images of a
 batch are placed and measured together (``cams.map_batches``). The UniCAM maps reuse the batch's
 Grad-CAM forward (its VJP is taken again with UniCAM's seed), so they cost no forward of their own.
+``explain_batch`` runs the models; ``batch_rows`` makes the rows from what they gave without running one,
+so the in-process scan runs the two on different threads.
 """
 from __future__ import annotations
 
@@ -70,12 +72,6 @@ def column_name(method: str) -> str:
 
 def map_key(method: str, role: str) -> str:
     return f"{column_name(method)}_{role}"
-
-
-def scan_batch(models: Mapping[str, ComparisonModel], images: Sequence[LoadedImage], labels: Sequence[int | None],
-               settings: ScanSettings, reference=None, unicam_cache: UniCamCache | None = None) -> list[ImageResult]:
-    """The rows (and maps) of ``images``: one forward per model and method family for the whole batch."""
-    return batch_rows(models, explain_batch(models, images, labels, settings, reference, unicam_cache), settings)
 
 
 @dataclass
