@@ -453,13 +453,13 @@ class MainWindow(QMainWindow):
         models, settings, engine = session.loaded_models(), session.settings, session.engine
         chosen = [(item, session.label_of(item)) for item in items]
         gallery = [(item, session.label_of(item)) for item in session.images]
-        caches = self.scheduler.worker_caches
+        caches, dataset_folder = self.scheduler.worker_caches, session.dataset_folder
 
         def work(progress):
             from kdx_gui.state import analysis
 
             return analysis.export_figure(models, chosen, settings, engine, gallery, caches(), request, path,
-                                          overwrite, progress)
+                                          overwrite, progress, dataset_folder)
 
         def done(result) -> None:
             self.statusBar().showMessage(f"exported {result.figure.name} and {result.folder.name}/", 15000)

@@ -54,18 +54,10 @@ def plot_kinds(args) -> tuple[str, ...]:
     return kinds
 
 
-def preset_tau(student) -> tuple[float, str]:
-    """The Student's sidecar τ when it records one, else 4; and where it came from."""
-    from kdx_engine.dark_knowledge import DEFAULT_TAU
-
-    tau = student.info.preprocessing.distillation_temperature
-    return (float(tau), "the Student's sidecar") if tau else (DEFAULT_TAU, "the default")
-
-
 def dataset_numbers(args, models: dict, dataset, progress=None):
     """The dark knowledge (at --tau or the preset τ, and where τ came from) and the embedding metrics of
     ``models`` over ``dataset``."""
-    from kdx_engine.embeddings import dataset_outputs, embedding_metrics, outputs_dark_knowledge
+    from kdx_engine.embeddings import dataset_outputs, embedding_metrics, outputs_dark_knowledge, preset_tau
 
     tau, origin = (args.tau, "--tau") if args.tau is not None else preset_tau(models["student"])
     outputs = dataset_outputs(models, dataset, batch_size=args.batch_size, progress=progress)
@@ -105,35 +97,10 @@ def print_numbers(dark, embedding) -> None:
 
 def figure_plots(args, kinds, backends: dict, progress=None):
     """The plot strip for ``kdx export --plots`` and its record for the manifest."""
-    import numpy as np
+    from kdx_engine.embeddings import dataset_plots
 
-    from kdx_engine.data import ImageFolderDataset
-    from kdx_engine.embeddings import aligned_to, dataset_outputs, outputs_dark_knowledge, project
-    from kdx_engine.figures.distillation_plots import DistillationPlots
-
-    folder = args.plots_dataset or args.reference
-    class_names = backends["teacher"].info.preprocessing.class_names
-    outputs = dataset_outputs(backends, ImageFolderDataset(folder, class_names=class_names), progress=progress)
-    tau, origin = preset_tau(backends["student"])
-    dark = outputs_dark_knowledge(outputs, tau)
-    curves = {role: tuple(np.array([getter(p) for p in points])
-                          for getter in (lambda p: p.tau, lambda p: p.kl.value, lambda p: p.kl.low, lambda p: p.kl.high))
-              for role, points in dark.curves.items()}
-    projections, reference = {}, None
-    if "embeddings" in kinds:
-        for role in ("teacher", "student", "base"):
-            if role in outputs.features:
-                projection = project(outputs.features[role], args.projection, seed=args.seed)
-                projection = projection if reference is None else aligned_to(projection, reference)
-                if reference is None:
-                    reference = projection
-                projections[role] = projection.coordinates
-    kl_text = ", ".join(f"KL(T‖{r[0].upper()}) = {dark.kl_at(r, tau).value:.3f}" for r in dark.curves)
-    caption = f"{Path(folder).name}: n = {outputs.n}; at τ = {tau:g} ({origin}): {kl_text}"
-    plots = DistillationPlots(kinds, curves if "kl" in kinds else {}, projections, outputs.labels_array(),
-                              tuple(class_names), caption)
-    record = {"dataset": str(folder), "n": outputs.n, "projection": args.projection if projections else None,
-              "tau": tau, "tau_from": origin, "dark_knowledge": dark.to_json(), "skipped": list(outputs.skipped)}
-    for problem in outputs.skipped:
+    plots, record = dataset_plots(backends, args.plots_dataset or args.reference, kinds, args.projection,
+                                  seed=args.seed, progress=progress)
+    for problem in record["skipped"]:
         print(f"kdx: skipped {problem}", file=sys.stderr)
     return plots, record

@@ -1,5 +1,6 @@
-"""File ▸ Export figure…: which images (current, selected, all shown), which columns, format and DPI;
-the export runs as a job through the engine's renderer, so it equals ``kdx export`` pixel for pixel."""
+"""File ▸ Export figure…: which images (current, selected, all shown), which columns, format and DPI,
+and optionally a strip of dataset plots under the rows (dark knowledge, embeddings) over the dataset
+folder; the export runs as a job through the engine's renderer, so it equals ``kdx export`` pixel for pixel."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from kdx_engine.roles import PANEL_KEYS, panel_title
 
 IMAGE_CHOICES = {"current": "Current image", "selected": "Selected images", "shown": "All shown images"}
 FORMATS = ("png", "svg", "pdf")
+PLOT_CHOICES = {"kl": "Dark knowledge: KL(T‖S) and KL(T‖B) against τ", "embeddings": "Embeddings (PCA of each model)"}
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,13 @@ class ExportRequest:
     columns: tuple[str, ...] = PANEL_KEYS
     format: str = "png"
     dpi: int = 300
+    plots: tuple[str, ...] = ()  # of PLOT_CHOICES, over the dataset folder
 
 
 class ExportDialog(QDialog):
     """Choices for a figure panel; ``request()`` reads them."""
 
-    def __init__(self, roles, parent: QWidget | None = None):
+    def __init__(self, roles, dataset_folder: str | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Export figure")
         form = QFormLayout(self)
@@ -63,6 +66,14 @@ class ExportDialog(QDialog):
         self.dpi.setValue(300)
         self.dpi.setSuffix(" dpi")
         form.addRow("Resolution (PNG)", self.dpi)
+        self.plots: dict[str, QCheckBox] = {}
+        for key, text in PLOT_CHOICES.items():
+            box = QCheckBox(text)
+            box.setEnabled(dataset_folder is not None)
+            box.setToolTip(f"over the images of {dataset_folder}" if dataset_folder else
+                           "needs a dataset folder: Analysis ▸ Dataset metrics… sets it")
+            self.plots[key] = box
+            form.addRow("Plots under the rows" if key == "kl" else "", box)
         self.format.currentTextChanged.connect(lambda fmt: self.dpi.setEnabled(fmt == "png"))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -71,12 +82,13 @@ class ExportDialog(QDialog):
 
     def request(self) -> ExportRequest:
         columns = tuple(key for key, box in self.columns.items() if box.isChecked())
-        return ExportRequest(self.images.currentData(), columns, self.format.currentText(), self.dpi.value())
+        plots = tuple(key for key, box in self.plots.items() if box.isChecked() and box.isEnabled())
+        return ExportRequest(self.images.currentData(), columns, self.format.currentText(), self.dpi.value(), plots)
 
 
 def ask_export(window) -> tuple[ExportRequest, str] | None:
     """Run the dialog and the file chooser; None when the user cancels (or declines to overwrite)."""
-    dialog = ExportDialog(tuple(window.session.loaded_models()), window)
+    dialog = ExportDialog(tuple(window.session.loaded_models()), window.session.dataset_folder, window)
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return None
     request = dialog.request()

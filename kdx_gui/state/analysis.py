@@ -100,22 +100,34 @@ def compare_image(models: dict[str, LoadedModel], item, label: int | None, setti
 
 
 def export_figure(models, items_and_labels: list, settings: ViewSettings, engine: EngineStatus, gallery: list,
-                  caches: WorkerCaches, request, path: str, overwrite: bool, progress):
+                  caches: WorkerCaches, request, path: str, overwrite: bool, progress, dataset_folder=None):
     """The comparisons of the chosen images (the gallery's other images as each one's UniCAM reference
-    when no folder is set), exported as a figure with its data folder."""
+    when no folder is set), exported as a figure with its data folder; the request's plots are drawn
+    over ``dataset_folder``."""
+    import dataclasses
+
     from kdx_engine.comparison.export import check_export_location, export_comparisons
+    from kdx_engine.embeddings import dataset_plots
     from kdx_engine.figures.figure_panel import FigureOptions
 
     options = FigureOptions(columns=request.columns, format=request.format, dpi=request.dpi)
     check_export_location(path, overwrite)
+    if request.plots and not dataset_folder:
+        raise ValueError("the plots under the rows need a dataset folder (Analysis ▸ Dataset metrics… sets it)")
     comparisons = []
     for index, (item, label) in enumerate(items_and_labels):
         progress.update(0.9 * index / max(len(items_and_labels), 1), f"comparing {item.name}")
         references = [(other, other_label) for other, other_label in gallery if other.id != item.id]
         comparisons.append(compare_image(models, item, label, settings, engine, references, caches, None,
                                          panels=("input", *request.columns)))
+    provenance = {"seed": 0}
+    if request.plots:
+        progress.update(0.8, f"dataset plots over {Path(dataset_folder).name}")
+        plots, provenance["distillation_plots"] = dataset_plots(
+            {role: m.backend for role, m in models.items()}, dataset_folder, request.plots, seed=0)
+        options = dataclasses.replace(options, plots=plots)
     progress.update(0.9, f"writing {Path(path).name}")
-    return export_comparisons(comparisons, path, options, overwrite=overwrite, provenance={"seed": 0})
+    return export_comparisons(comparisons, path, options, overwrite=overwrite, provenance=provenance)
 
 
 def _reference(settings: ViewSettings, references: list, class_names, caches: WorkerCaches):

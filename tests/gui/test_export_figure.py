@@ -45,3 +45,60 @@ def test_the_window_and_kdx_export_write_the_same_png(window, qtbot, model_files
     qtbot.waitUntil(lambda: job.state in ("done", "failed"), timeout=60000)
     assert job.state == "failed" and "exists" in window.last_error and warnings
     assert from_window.read_bytes() == before
+
+
+def test_the_plot_strip_from_the_window_equals_kdx_export_plots(window, qtbot, model_files, image_tree, tmp_path,
+                                                                 monkeypatch):
+    errors = []
+    monkeypatch.setattr("kdx_gui.main_window.QMessageBox.warning", lambda *args: errors.append(args[2]))
+    reference = write_image_tree(tmp_path / "reference", per_class=2, seed=9)
+    dataset = write_image_tree(tmp_path / "dataset", per_class=3, seed=4)
+    load_models(qtbot, window, model_files)
+    window.gallery.add_paths([str(image_tree)])
+    wait_idle(qtbot, window)
+    window.session.update_settings(reference_folder=str(reference), reference_n=6)
+    window.session.set_dataset_folder(None)
+    wait_idle(qtbot, window)
+    request = ExportRequest(images="current", columns=("teacher", "student"), format="png", dpi=60,
+                            plots=("kl", "embeddings"))
+    job = window.export_figure(request, str(tmp_path / "none.png"))
+    qtbot.waitUntil(lambda: job.state in ("done", "failed"), timeout=60000)
+    assert job.state == "failed" and "dataset folder" in window.last_error and errors
+    assert not (tmp_path / "none.png").exists()
+
+    window.session.set_dataset_folder(str(dataset))
+    wait_idle(qtbot, window)
+    from_window = tmp_path / "window.png"
+    job = window.export_figure(request, str(from_window))
+    qtbot.waitUntil(lambda: job.state in ("done", "failed"), timeout=120000)
+    assert job.state == "done", job.error
+    manifest = json.loads((tmp_path / "window_data" / "manifest.json").read_text())
+    record = manifest["distillation_plots"]
+    assert record["dataset"] == str(dataset) and record["n"] == 12 and record["projection"] == "pca"
+    assert set(record["dark_knowledge"]["curves"]) == {"student", "base"}
+
+    from_cli = tmp_path / "cli.png"
+    assert main(["export", "--teacher", model_files["teacher"], "--student", model_files["student"],
+                 "--base", model_files["base"], "--reference", str(reference), "--n", "6",
+                 manifest["images"][0]["file"], "--columns", "teacher,student", "--plots", "kl,embeddings",
+                 "--plots-dataset", str(dataset), "--out", str(from_cli), "--dpi", "60"]) == 0
+    a = np.asarray(Image.open(from_window).convert("RGB"))
+    b = np.asarray(Image.open(from_cli).convert("RGB"))
+    assert a.shape == b.shape and np.array_equal(a, b)
+    plain = tmp_path / "plain.png"
+    job = window.export_figure(ExportRequest(images="current", columns=("teacher", "student"), dpi=60), str(plain))
+    qtbot.waitUntil(lambda: job.state in ("done", "failed"), timeout=60000)
+    assert Image.open(plain).size[1] < a.shape[0]  # the strip adds height under the rows
+
+
+def test_the_dialog_offers_the_plots_only_with_a_dataset_folder(qtbot):
+    from kdx_gui.dialogs.export_dialog import ExportDialog
+
+    without = ExportDialog(("teacher", "student"), None)
+    qtbot.addWidget(without)
+    without.plots["kl"].setChecked(True)
+    assert not without.plots["kl"].isEnabled() and without.request().plots == ()
+    with_folder = ExportDialog(("teacher", "student"), "/data/val")
+    qtbot.addWidget(with_folder)
+    with_folder.plots["embeddings"].setChecked(True)
+    assert with_folder.request().plots == ("embeddings",)
