@@ -109,22 +109,25 @@ def export_figure(models, items_and_labels: list, settings: ViewSettings, engine
     from kdx_engine.comparison.export import check_export_location, export_comparisons
     from kdx_engine.embeddings import dataset_plots
     from kdx_engine.figures.figure_panel import FigureOptions
+    from kdx_engine.jobs import Progress
 
     options = FigureOptions(columns=request.columns, format=request.format, dpi=request.dpi)
     check_export_location(path, overwrite)
     if request.plots and not dataset_folder:
         raise ValueError("the plots under the rows need a dataset folder (Analysis ▸ Dataset metrics… sets it)")
-    comparisons = []
+    comparisons, share = [], 0.6 if request.plots else 0.9  # of the progress bar, the rest for the plots
     for index, (item, label) in enumerate(items_and_labels):
-        progress.update(0.9 * index / max(len(items_and_labels), 1), f"comparing {item.name}")
+        progress.update(share * index / max(len(items_and_labels), 1), f"comparing {item.name}")
         references = [(other, other_label) for other, other_label in gallery if other.id != item.id]
         comparisons.append(compare_image(models, item, label, settings, engine, references, caches, None,
                                          panels=("input", *request.columns)))
     provenance = {"seed": 0}
     if request.plots:
-        progress.update(0.8, f"dataset plots over {Path(dataset_folder).name}")
+        over_dataset = Progress(lambda fraction, message: progress.update(share + (0.9 - share) * fraction,
+                                                                          f"dataset plots: {message}"))
         plots, provenance["distillation_plots"] = dataset_plots(
-            {role: m.backend for role, m in models.items()}, dataset_folder, request.plots, seed=0)
+            {role: m.backend for role, m in models.items()}, dataset_folder, request.plots, seed=0,
+            progress=over_dataset)  # Cancel reaches it through progress.update
         options = dataclasses.replace(options, plots=plots)
     progress.update(0.9, f"writing {Path(path).name}")
     return export_comparisons(comparisons, path, options, overwrite=overwrite, provenance=provenance)
