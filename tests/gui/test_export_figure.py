@@ -102,3 +102,33 @@ def test_the_dialog_offers_the_plots_only_with_a_dataset_folder(qtbot):
     qtbot.addWidget(with_folder)
     with_folder.plots["embeddings"].setChecked(True)
     assert with_folder.request().plots == ("embeddings",)
+
+
+def test_cancel_during_the_dataset_plots_stops_the_export_and_writes_nothing(window, qtbot, model_files, image_tree,
+                                                                             tmp_path):
+    import pytest
+
+    from kdx_engine.jobs import Cancelled, Progress
+    from kdx_gui.state import analysis
+
+    dataset = write_image_tree(tmp_path / "dataset", per_class=3, seed=4)
+    load_models(qtbot, window, model_files)
+    window.gallery.add_paths([str(image_tree)])
+    wait_idle(qtbot, window)
+    session, seen = window.session, []
+
+    def cancel_in_the_plots(fraction, message):
+        seen.append((fraction, message))
+        if message.startswith("dataset plots"):
+            progress.cancel()
+
+    progress = Progress(cancel_in_the_plots)
+    item = session.current_image
+    request = ExportRequest(images="current", columns=("teacher",), dpi=60, plots=("kl",))
+    with pytest.raises(Cancelled):
+        analysis.export_figure(session.loaded_models(), [(item, session.label_of(item))], session.settings,
+                               session.engine, [(item, session.label_of(item))], window.scheduler.worker_caches(),
+                               request, str(tmp_path / "cancelled.png"), False, progress, str(dataset))
+    plot_steps = [f for f, m in seen if m.startswith("dataset plots")]
+    assert plot_steps and all(0.6 <= f <= 0.9 for f in plot_steps)  # on the bar after the comparisons
+    assert not (tmp_path / "cancelled.png").exists() and not (tmp_path / "cancelled_data").exists()
