@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..dark_knowledge import DEFAULT_TAU
 from ..data import ImageFolderDataset
 from ..figures.distillation_plots import DistillationPlots
 from ..jobs import Progress
@@ -18,8 +19,6 @@ from .summary import outputs_dark_knowledge
 
 def preset_tau(student: ModelBackend) -> tuple[float, str]:
     """The Student's sidecar τ when it records one, else 4; and where it came from."""
-    from ..dark_knowledge import DEFAULT_TAU
-
     tau = student.info.preprocessing.distillation_temperature
     return (float(tau), "the Student's sidecar") if tau else (DEFAULT_TAU, "the default")
 

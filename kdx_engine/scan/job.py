@@ -10,7 +10,7 @@ from typing import Sequence
 
 from ..atomic_files import atomic_write_text
 from ..cams import cam_method
-from ..comparison import ComparisonModel, UniCamCache, image_grid
+from ..comparison import ComparisonModel, UniCamCache
 from ..comparison.export import strict_json
 from ..data.datasets import ImageFolderDataset
 from ..data.image_stream import StreamItem
@@ -188,8 +188,6 @@ def batch_results(job: ScanJob, items: Sequence[StreamItem], models: dict[str, C
             result = ImageResult({"label": item.label, "error": str(item.error) if item.error else "not read"})
         else:
             result = next(measured)
-            grid = image_grid(*item.image.rgb.shape[:2])
-            result.row.update(grid_height=grid.height, grid_width=grid.width)
         result.row.update(path=job.relative(item.path), file=str(item.path), sha256=item.sha256)
         results.append(result)
     return results

@@ -141,11 +141,12 @@ def batch_rows(models: Mapping[str, ComparisonModel], explained: BatchExplanatio
     """The rows (and maps on the images' grids) of an explained batch; runs no model."""
     images, labels = explained.images, explained.labels
     roles = [role for role in ROLES if role in models]
-    results = [ImageResult(_image_columns(image, label, models)) for image, label in zip(images, labels)]
+    grids = [image_grid(*image.rgb.shape[:2]) for image in images]
+    results = [ImageResult(_image_columns(image, label, grid, models))
+               for image, label, grid in zip(images, labels, grids)]
     if not images:
         return results
     class_names = tuple(models[roles[0]].backend.info.preprocessing.class_names)
-    grids = [image_grid(*image.rgb.shape[:2]) for image in images]
     masks = [mask_on_grid(image.mask, grid) for image, grid in zip(images, grids)]
     placed: dict[tuple[str, str], list[np.ndarray | None]] = {}
     for role in roles:
@@ -169,21 +170,17 @@ def batch_rows(models: Mapping[str, ComparisonModel], explained: BatchExplanatio
     return results
 
 
-def _inputs(images, backend) -> torch.Tensor:
-    """The batch as the backend's inputs, on its device."""
-    return to_batch(list(images), backend.info.preprocessing).to(backend.device)
-
-
 class _Inputs:
     """The batch's model inputs, made once per input transform and device (models sharing a preset share them)."""
 
     def __init__(self, images):
-        self.images, self.made = images, {}
+        self.images, self.made = list(images), {}
 
     def of(self, backend) -> torch.Tensor:
+        """The batch as ``backend``'s inputs, on its device."""
         key = (backend.info.preprocessing.input_transform, str(backend.device))
         if key not in self.made:
-            self.made[key] = _inputs(self.images, backend)
+            self.made[key] = to_batch(self.images, backend.info.preprocessing).to(backend.device)
         return self.made[key]
 
 
@@ -195,11 +192,12 @@ def _shape_groups(images) -> dict[tuple[int, int], list[int]]:
     return groups
 
 
-def _image_columns(image: LoadedImage, label, models) -> dict:
+def _image_columns(image: LoadedImage, label, grid, models) -> dict:
     roles = [role for role in ROLES if role in models]
     names = tuple(models[roles[0]].backend.info.preprocessing.class_names) if roles else ()
     return {"label": label, "label_name": names[label] if label is not None and label < len(names) else None,
             "width": int(image.rgb.shape[1]), "height": int(image.rgb.shape[0]),
+            "grid_height": grid.height, "grid_width": grid.width,
             "has_mask": image.mask is not None, "mask_share": float(image.mask.mean()) if image.mask is not None
             else None, "notes": "; ".join(image.notes) or None, "error": None}
 
