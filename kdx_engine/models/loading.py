@@ -31,6 +31,7 @@ from ..checkpoints import (  # noqa: F401 - UntrustedPickleError and extract_sta
     roles_in_checkpoint,
 )
 from .backend import ModelBackend, ModelInfo, model_label
+from .export_program import load_export
 from .outputs import logits_of
 from .preprocessing import Preprocessing, read_sidecar, sidecar_path
 from .registry import Architecture, architecture_match, fingerprint, get_architecture
@@ -143,7 +144,7 @@ def _load_model_file(path: Path, arch, which, trust_pickle, preprocessing, onnx_
             if fmt == "torchscript":
                 module, arch_name = torch.jit.load(str(path), map_location="cpu"), None
             elif fmt == "torch_export":
-                (module, fixed_size), arch_name = _load_export(path), None
+                (module, fixed_size), arch_name = load_export(path, trust_pickle), None
                 if fixed_size and not (preprocessing or sidecar):
                     preprocessing = _preset_of_size(fixed_size, path, "exported program")
                     notes.append(f"input size {fixed_size} read from the exported program")
@@ -406,19 +407,6 @@ def _plain_pickle_kind(path: Path) -> str | None:
     if stream.tell() != len(data) or obj == _LEGACY_TORCH_MAGIC:
         return None  # more pickles follow: torch's legacy format, not a plain pickle
     return kind_of(obj)
-
-
-def _load_export(path: Path) -> tuple[nn.Module, int | None]:
-    """The program's module hierarchy, and its input size when the program fixed it."""
-    program = torch.export.load(str(path))
-    user_inputs = set(program.graph_signature.user_inputs)
-    size = None
-    for node in program.graph.nodes:
-        value = node.meta.get("val") if node.op == "placeholder" and node.name in user_inputs else None
-        if value is not None and value.dim() == 4 and isinstance(value.shape[2], int):
-            size = int(value.shape[2])
-            break
-    return torch.export.unflatten(program), size
 
 
 def _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes) -> tuple[nn.Module, Architecture | None]:
