@@ -31,7 +31,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     _clean_once(path.parent)
     mode = _mode_for(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARKER}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{_short(path.name)}{TEMP_MARKER}", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -44,6 +44,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _short(name: str, limit: int = 200) -> str:
+    """``name`` cut to at most ``limit`` bytes, so the temporary's name stays within the usual 255."""
+    raw = os.fsencode(name)
+    return name if len(raw) <= limit else os.fsdecode(raw[:limit])
 
 
 def is_temporary_name(name: str) -> bool:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .messages import first_line
+from .file_reading import special_kind
 
 STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "net", "student", "teacher")
 PREFIXES = ("module.", "model.", "_orig_mod.")
@@ -41,6 +42,9 @@ def read_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False):
     ``torch.load`` gives with ``weights_only=True``; a pickle naming code is an UntrustedPickleError
     unless ``trust_pickle``. The reader's own exceptions on corrupt bytes pass through."""
     path = Path(path)
+    kind = special_kind(path)
+    if kind is not None:
+        raise ModelLoadError(f"{path.name}: is {kind}, not a checkpoint file")
     if path.suffix.lower() == ".safetensors":
         check_safetensors(path)
         from safetensors.torch import load_file

@@ -2,6 +2,7 @@
 ends in "cannot write" and nothing is left half-written."""
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -35,10 +36,31 @@ def check_new_file(path: str | os.PathLike, overwrite: bool, what: str = "output
     check_writable_folder(path.parent if str(path.parent) else Path("."), what)
 
 
+MAX_STEM_BYTES = 120  # leaves room for suffixes such as "_gradcam_student.npy" within a name's 255 bytes
+
+
+def printable(text: str) -> str:
+    """``text`` (a file name or path) as valid UTF-8: bytes of a name that were not UTF-8 (Python's
+    surrogate escapes) are shown as ``\\xe9``, so the name can be printed, stored and drawn."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def output_stem(stem: str) -> str:
+    """A stem that can name output files: printable, and at most ``MAX_STEM_BYTES`` bytes of UTF-8 (a
+    longer one is cut and ends in 8 hex digits of its hash, so different long stems stay different)."""
+    text = printable(stem).replace("\\", "_")
+    raw = text.encode("utf-8")
+    if len(raw) <= MAX_STEM_BYTES:
+        return text
+    digest = hashlib.sha256(raw).hexdigest()[:8]
+    return raw[:MAX_STEM_BYTES - 9].decode("utf-8", "ignore") + "-" + digest
+
+
 def unique_stems(stems) -> list[str]:
-    """The stems made unique in order (``img``, ``img_1``, …), so files named after them never overwrite."""
+    """The stems made unique in order (``img``, ``img_1``, …), so files named after them never overwrite;
+    each made an ``output_stem`` first."""
     names, seen = [], set()
-    for stem in stems:
+    for stem in map(output_stem, stems):
         name, count = stem, 0
         while name in seen:
             count += 1

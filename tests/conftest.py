@@ -1,6 +1,7 @@
 """Shared fixtures: tiny models built in the test, saved in every format the loader accepts."""
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -11,6 +12,20 @@ from kdx_engine.models import load_model
 from kdx_engine.models.backend import ModelInfo
 from kdx_engine.models.preprocessing import Preprocessing
 from kdx_engine.models.torch_backend import TorchModuleBackend
+
+# Numerical path variations (see `make test-numerics`): float32 results depend on the kernels and the
+# thread count, so the tests that compare two float32 computations are also run with these switched.
+# KDX_TEST_THREADS=n sets torch's intra-op threads (OMP_NUM_THREADS=n does the same through OpenMP);
+# KDX_TEST_NO_MKLDNN=1 turns off torch's oneDNN (mkldnn) CPU kernels, so convolutions take the other path.
+if os.environ.get("KDX_TEST_THREADS"):
+    torch.set_num_threads(int(os.environ["KDX_TEST_THREADS"]))
+if os.environ.get("KDX_TEST_NO_MKLDNN", "") not in ("", "0"):
+    torch.backends.mkldnn.enabled = False
+
+
+def pytest_report_header(config):
+    return (f"torch {torch.__version__}: {torch.get_num_threads()} threads, "
+            f"mkldnn {'on' if torch.backends.mkldnn.enabled else 'off'}")
 
 
 def make_resnet18(num_classes: int = 10, seed: int = 0) -> torch.nn.Module:

@@ -22,6 +22,9 @@ class BadInput(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed with \xe9 escapes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -531,7 +534,12 @@ def run_metrics(args) -> int:
     embeddings = None
     if args.embeddings:
         try:
+            from kdx_engine.file_reading import SpecialFileError, check_regular
+
+            check_regular(args.embeddings)
             embeddings = np.load(args.embeddings, allow_pickle=False)
+        except SpecialFileError as exc:
+            raise BadInput(f"{exc}: not a usable --embeddings file") from exc
         except (OSError, ValueError) as exc:
             raise BadInput(f"{args.embeddings.name}: not a readable .npy array ({exc})") from exc
         if embeddings.ndim != 2 or embeddings.shape[0] != teacher.info.num_classes:

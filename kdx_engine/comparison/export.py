@@ -20,7 +20,7 @@ import numpy as np
 
 from ..atomic_files import atomic_write_bytes
 from ..figures.figure_panel import FigureOptions, metric_values, render_figure
-from ..output_paths import check_new_file, unique_stems
+from ..output_paths import check_new_file, printable, unique_stems
 from ..provenance import package_versions
 from ..roles import ROLES
 from .comparison import NORMALISATION, Comparison
@@ -123,7 +123,7 @@ def metrics_csv(rows: list[dict]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        writer.writerow({k: "" if v is None else printable(v) if isinstance(v, str) else v for k, v in row.items()})
     return buffer.getvalue()
 
 

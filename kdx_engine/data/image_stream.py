@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from kdx_engine.data.images import ImageError, LoadedImage, load_image
+from kdx_engine.file_reading import special_kind
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,6 +30,8 @@ class StreamItem:
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes (what ``LoadedImage.sha256`` holds), or "" when it cannot be read."""
     digest = hashlib.sha256()
+    if special_kind(path) is not None:
+        return ""
     try:
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):

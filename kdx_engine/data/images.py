@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from kdx_engine.models.preprocessing import Preprocessing
+from kdx_engine.file_reading import IMAGE_LIMIT, SpecialFileError, read_limited
 
 MASK_SUFFIX = ".mask.png"
 IMAGE_EXTENSIONS = frozenset({
@@ -187,7 +188,9 @@ def _read_file_bytes(path: Path) -> bytes:
     if path.is_dir():
         raise ImageError(path, "is a folder, not an image file")
     try:
-        return path.read_bytes()
+        return read_limited(path, IMAGE_LIMIT, "image file")
+    except SpecialFileError as exc:
+        raise ImageError(path, exc.problem) from exc
     except FileNotFoundError as exc:
         raise ImageError(path, "file not found") from exc
     except PermissionError as exc:

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..output_paths import printable
 from .colormaps import apply_colormap
 from .distillation_plots import STRIP_H, DistillationPlots, draw_strip
 from .panel_rendering import DIVERGING, panel_scales, render_panel, undefined_pixels
@@ -104,7 +105,7 @@ def _draw_row(figure, comparison, options, top, width, height) -> bool:
     undefined = False
     label = f"true: {comparison.class_name(comparison.label)}" if comparison.label is not None else "true: unknown"
     figure.text(0.08 / width, (tile_top - TILE / 2) / height,
-                "\n".join([*textwrap.wrap(comparison.image.path.name, 16), label]),
+                "\n".join([*textwrap.wrap(printable(comparison.image.path.name), 16), label]),
                 ha="left", va="center", fontsize=FONT)
     for column, key in enumerate(options.columns):
         left = LEFT + column * (TILE + GAP)

@@ -32,6 +32,7 @@ from ..checkpoints import (  # noqa: F401 - UntrustedPickleError and extract_sta
 )
 from .backend import ModelBackend, ModelInfo, model_label
 from .export_program import load_export
+from ..file_reading import special_kind
 from .outputs import logits_of
 from .preprocessing import Preprocessing, read_sidecar, sidecar_path
 from .registry import Architecture, architecture_match, fingerprint, get_architecture
@@ -111,6 +112,9 @@ def load_model(
     pickled module (it runs code from the file). ``onnx_route``: ``"onnxruntime"`` (onnx-ad gradients)
     or ``"onnx2torch"`` (converted to PyTorch when logits match, else onnxruntime)."""
     path = Path(path)
+    kind = special_kind(path)
+    if kind is not None:
+        raise ModelLoadError(f"{path.name}: is {kind}, not a model file")
     if not path.is_file():
         raise ModelLoadError(f"{path.name}: no such model file")
     if path.stat().st_size == 0:
@@ -432,6 +436,15 @@ def _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes) -> tuple
 
 
 def _choose_architecture(state_dict, arch_name, notes, name) -> tuple[Architecture, int]:
+    try:
+        return _matching_architecture(state_dict, arch_name, notes, name)
+    except ModelLoadError as exc:  # an architecture refused the weights' shapes (e.g. a ViT's absurd input size)
+        if str(exc).startswith(f"{name}: "):
+            raise
+        raise ModelLoadError(f"{name}: {exc}") from exc
+
+
+def _matching_architecture(state_dict, arch_name, notes, name) -> tuple[Architecture, int]:
     if arch_name is not None:
         try:
             architecture = get_architecture(arch_name)

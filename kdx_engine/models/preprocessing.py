@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic_files import atomic_write_text
+from ..file_reading import SIDECAR_LIMIT, SpecialFileError, read_limited_text
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -17,8 +18,8 @@ CIFAR_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR_STD = (0.2673, 0.2564, 0.2762)
 SIDECAR_SUFFIX = ".kdx.json"
 SIDECAR_VERSION = 1
-MAX_INPUT_SIZE = 4096
-MAX_RESIZE = 2 * MAX_INPUT_SIZE
+MAX_INPUT_SIZE = 1536  # 28 MB of float32 per input image; the largest classifiers take 600–1024 px
+MAX_RESIZE = 2048  # 50 MB of float32 per resized image
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
@@ -139,11 +140,15 @@ def sidecar_path(model_path: str | os.PathLike) -> Path:
 def read_sidecar(model_path: str | os.PathLike) -> Preprocessing | None:
     """The sidecar's config, or None when there is no sidecar; a bad sidecar raises ValueError."""
     path = sidecar_path(model_path)
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        data = json.loads(read_limited_text(path, SIDECAR_LIMIT, "preprocessing sidecar"))
+    except SpecialFileError as exc:
+        raise ValueError(f"{exc}: not a usable preprocessing sidecar") from exc
+    except RecursionError as exc:
+        raise ValueError(f"{path.name}: unreadable preprocessing sidecar (JSON nested too deeply)") from exc
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ValueError(f"{path.name}: unreadable preprocessing sidecar ({exc})") from exc
     try:
         return Preprocessing.from_json(data)

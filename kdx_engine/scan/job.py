@@ -15,7 +15,7 @@ from ..comparison.export import strict_json
 from ..data.datasets import ImageFolderDataset
 from ..data.image_stream import StreamItem
 from ..data.path_list import PathList
-from ..output_paths import check_writable_folder
+from ..output_paths import check_writable_folder, printable
 from ..provenance import package_versions
 from ..roles import ROLES
 from ..unicam import ReferenceSet
@@ -51,10 +51,11 @@ class ScanJob:
         return map_keys(self.roles, self.settings)
 
     def relative(self, path: Path) -> str:
+        """The image's path as the table names it: relative to the dataset, printable."""
         try:
-            return Path(path).relative_to(self.dataset).as_posix()
+            return printable(Path(path).relative_to(self.dataset).as_posix())
         except ValueError:
-            return Path(path).as_posix()
+            return printable(Path(path).as_posix())
 
 
 def prepare_scan(dataset, out, settings: ScanSettings, models: dict[str, ComparisonModel],

@@ -94,7 +94,7 @@ def skipper(job: ScanJob):
 
 
 def finish(job, models, reference, engine, scanned, skipped, unreadable, start) -> ScanSummary:
-    table, csv, rows = finish_table(job.out, job.schema)
+    table, csv, rows = finish_table(job.out, job.schema, {job.relative(path) for path in job.paths})
     seconds = time.perf_counter() - start
     write_manifest(job, models, reference, engine, {
         "complete": True, "rows": rows, "scanned_this_run": scanned, "skipped_as_done": skipped,

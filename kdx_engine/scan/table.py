@@ -22,6 +22,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from ..atomic_files import atomic_write_bytes
+from ..output_paths import printable
 from ..roles import ROLES, UNICAM_KEYS
 from .measures import ImageResult, ScanSettings, column_name, map_key
 
@@ -107,8 +108,14 @@ def write_shards(folder: Path, results: Sequence[ImageResult], schema: pa.Schema
 
 
 def rows_table(rows: Iterable[dict], schema: pa.Schema) -> pa.Table:
-    """Rows (column → value, missing columns null) as a table of ``schema``; NaN stays NaN."""
-    return pa.Table.from_pylist([{name: row.get(name) for name in schema.names} for row in rows], schema=schema)
+    """Rows (column → value, missing columns null) as a table of ``schema``; NaN stays NaN; text made
+    printable (a file name that is not UTF-8 keeps its other bytes as ``\\xe9``)."""
+    return pa.Table.from_pylist([{name: _cell(row.get(name)) for name in schema.names} for row in rows],
+                                schema=schema)
+
+
+def _cell(value):
+    return printable(value) if isinstance(value, str) else value
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -132,15 +139,17 @@ def done_images(folder: Path) -> set[tuple[str, str]]:
     return done
 
 
-def finish_table(folder: Path, schema: pa.Schema) -> tuple[Path, Path, int]:
-    """Merge the parts into ``scan.parquet`` and ``scan.csv``, one row per image path (its latest row), in
-    the order the parts were written; streamed part by part, so memory does not grow with the images."""
+def finish_table(folder: Path, schema: pa.Schema, paths: set[str]) -> tuple[Path, Path, int]:
+    """Merge the parts into ``scan.parquet`` and ``scan.csv``, one row per image path of ``paths`` (its
+    latest row; rows of images no longer in the dataset are left out), in the order the parts were
+    written; streamed part by part, so memory does not grow with the images."""
     folder = Path(folder)
     parts = part_files(folder)
     latest: dict[str, tuple[int, int]] = {}
     for p, part in enumerate(parts):
         for r, path in enumerate(pq.read_table(part, columns=["path"]).column("path").to_pylist()):
-            latest[path] = (p, r)
+            if path in paths:
+                latest[path] = (p, r)
     keep: dict[int, list[int]] = {}
     for p, r in latest.values():
         keep.setdefault(p, []).append(r)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdx_gui.state.session import ROLES, ViewSettings
+from kdx_engine.file_reading import PROJECT_LIMIT, SpecialFileError, read_limited_text
 
 PROJECT_FORMAT = "kdx-project"
 PROJECT_VERSION = 1
@@ -77,7 +78,11 @@ def save_project(project: Project, path: str | os.PathLike) -> Path:
 def load_project(path: str | os.PathLike) -> Project:
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_limited_text(path, PROJECT_LIMIT, "project file"))
+    except SpecialFileError as exc:
+        raise ProjectError(str(exc)) from exc
+    except RecursionError as exc:
+        raise ProjectError(f"{path.name}: not a KDX project (JSON nested more deeply than Python can read)") from exc
     except OSError as exc:
         raise ProjectError(f"{path.name}: cannot read the project file ({exc.strerror or exc})") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

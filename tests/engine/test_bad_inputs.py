@@ -429,6 +429,100 @@ def _(d):
     return _explain(path, _png(d / "a.png"), d, "nanlogits.pt", "--layer", "conv")
 
 
+# --- special files and structure bombs (issue 32) ------------------------------------------------
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _link(path: Path, target: str) -> Path:
+    path.symlink_to(target)
+    return path
+
+
+@case("FIFO as model")
+def _(d):
+    return _info(_fifo(d / "pipe.pth"))
+
+
+@case("link to /dev/zero as model")
+def _(d):
+    return _info(_link(d / "zero.pth", "/dev/zero"))
+
+
+@case("link to /dev/urandom as ONNX model")
+def _(d):
+    return _info(_link(d / "random.onnx", "/dev/urandom"))
+
+
+@case("sidecar linked to /dev/zero")
+def _(d):
+    path = _good_model(d)
+    _link(d / "model.pth.kdx.json", "/dev/zero")
+    return ["info", str(path)], "model.pth.kdx.json", None
+
+
+@case("sidecar that is a FIFO")
+def _(d):
+    path = _good_model(d)
+    _fifo(d / "model.pth.kdx.json")
+    return ["info", str(path)], "model.pth.kdx.json", None
+
+
+@case("sidecar of 100,000 nested brackets")
+def _(d):
+    path = _good_model(d)
+    (d / "model.pth.kdx.json").write_text("[" * 100_000 + "]" * 100_000)
+    return ["info", str(path)], "model.pth.kdx.json", None
+
+
+@case("sidecar asking for 1 GB per image")
+def _(d):
+    path = _good_model(d)
+    (d / "model.pth.kdx.json").write_text(json.dumps({"input_size": 4096, "resize": 8192}))
+    return ["info", str(path)], "model.pth.kdx.json", None
+
+
+@case("oversized sidecar")
+def _(d):
+    path = _good_model(d)
+    (d / "model.pth.kdx.json").write_text('{"input_size": 32, "notes": "' + "x" * 2_000_000 + '"}')
+    return ["info", str(path)], "model.pth.kdx.json", None
+
+
+@case("FIFO as the only image")
+def _(d):
+    return _explain(_good_model(d), _fifo(d / "pipe.png"), d, "pipe.png")
+
+
+@case("link to /dev/zero as the only image")
+def _(d):
+    return _explain(_good_model(d), _link(d / "zero.png", "/dev/zero"), d, "zero.png")
+
+
+@case("FIFO as --embeddings")
+def _(d):
+    model = _good_model(d)
+    (d / "data" / "a").mkdir(parents=True)
+    for k in range(3):
+        _png(d / "data" / "a" / f"{k}.png")
+    out = d / "out"
+    return (["metrics", "--teacher", str(model), "--student", str(model), "--dataset", str(d / "data"),
+             "--embeddings", str(_fifo(d / "emb.npy")), "--out", str(out / "m.json")], "emb.npy", out)
+
+
+@case("ViT whose position embedding implies 2560 px")
+def _(d):
+    import timm
+
+    with torch.device("meta"):
+        shapes = timm.create_model("deit_tiny_patch16_224", num_classes=3, img_size=2560).state_dict()
+    state = {k: torch.zeros(v.shape) for k, v in shapes.items()}
+    torch.save(state, d / "vit.pth")
+    return _info(d / "vit.pth")
+
+
 # --- the test -------------------------------------------------------------------------------------
 
 def _listing(folder: Path) -> set[str]:

@@ -18,10 +18,12 @@ import timm
 import torch
 from torch import nn
 
+from ...checkpoints import ModelLoadError
 from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, Preprocessing
 from ..registry import Architecture, add_architecture, architecture_shapes, register_resolver
 
 PREFIX = "timm:"
+MAX_VIT_PATCHES = 4096  # a 64×64 grid (1024 px at patch 16): attention 4096² per head and layer
 FAMILY = "timm"
 # (timm name, what it is): the KD families recognised by fingerprint. DeiT and ViT of one size share
 # parameter names and shapes (they differ in preprocessing only), so both are named when one matches.
@@ -98,6 +100,11 @@ class TimmArchitecture(Architecture):
         size = _vit_input_size(self, shapes)
         if size is None or size == self.preset.input_size:
             return self
+        patches = (size // shapes[patch][2]) ** 2
+        if patches > MAX_VIT_PATCHES:
+            raise ModelLoadError(
+                f"the position embedding of this {self.name} implies {size}×{size} px inputs ({patches:,} patches); "
+                f"KDX refuses more than {MAX_VIT_PATCHES:,} patches, whose attention would not fit in memory")
         preset = timm_preset(self.timm_name, _pretrained_cfg(self.timm_name), size)
         return dataclasses.replace(self, preset=preset, options=(*self.options, ("img_size", size)))
 
