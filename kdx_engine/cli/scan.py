@@ -94,8 +94,9 @@ def run_scan_command(args) -> int:
     print(f"{summary.rows} row(s) in {summary.table} and {summary.csv}: {summary.scanned} scanned now "
           f"({summary.engine}, {summary.seconds:.1f} s), {summary.skipped} done before, "
           f"{summary.unreadable} unreadable")
-    if job.label_note:
-        print(f"note: {job.label_note}")
+    for note in (job.label_note, job.resume_note):
+        if note:
+            print(f"note: {note}")
     if summary.unreadable:
         print(f"kdx: {summary.unreadable} image(s) could not be read; their rows say why (column error)",
               file=sys.stderr)

@@ -41,6 +41,7 @@ class ScanJob:
     reference_folder: Path | None = None
     done: set = field(default_factory=set)
     label_note: str | None = None
+    resume_note: str | None = None
 
     @property
     def schema(self):
@@ -92,7 +93,12 @@ def prepare_scan(dataset, out, settings: ScanSettings, models: dict[str, Compari
         raise FileExistsError(f"{out}: holds scan parts without a manifest (use --overwrite)")
     elif previous is not None and overwrite:
         _clear(out)
-    job.done = done_images(out)
+    job.done, stale = done_images(out, job.map_keys)
+    if stale:
+        for part in stale:  # KDX's own part files; their images are scanned again
+            part.unlink()
+        job.resume_note = (f"{len(stale)} part(s) of the previous run named map shards that are missing, truncated "
+                           "or changed: dropped, and their images are scanned again")
     return job
 
 

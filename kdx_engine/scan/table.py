@@ -11,6 +11,7 @@ Layout of a scan folder::
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import uuid
 from pathlib import Path
@@ -84,10 +85,12 @@ def write_batch(folder: Path, results: Sequence[ImageResult], schema: pa.Schema,
 
 
 def write_shards(folder: Path, results: Sequence[ImageResult], schema: pa.Schema, keys: Sequence[str]) -> pa.Table:
-    """Write the batch's maps, one shard per key, and return its rows (which name the shard) as a table."""
-    shard = uuid.uuid4().hex[:16]
+    """Write the batch's maps, one shard per key, and return its rows (which name the shard) as a table.
+    A shard is named by the hash of its files' bytes (``shard_name``), so a resume can tell a missing,
+    truncated or replaced shard from the one its rows were written with."""
     offset = 0
     buffers: dict[str, list[np.ndarray]] = {key: [] for key in keys}
+    placed = []
     for result in results:
         row = result.row
         height, width = row.get("grid_height"), row.get("grid_width")
@@ -98,13 +101,25 @@ def write_shards(folder: Path, results: Sequence[ImageResult], schema: pa.Schema
             if values is None:
                 values = np.full((height, width), np.nan, dtype=np.float32)
             buffers[key].append(values.astype(np.float32, copy=False).ravel())
-        row["maps_shard"], row["maps_offset"] = shard, offset
+        placed.append((row, offset))
         offset += height * width
     if offset:
-        for key, arrays in buffers.items():
+        files = {key: _npy_bytes(np.concatenate(arrays)) for key, arrays in buffers.items()}
+        shard = shard_name(files.values())
+        for key, data in files.items():
             (Path(folder) / MAPS / key).mkdir(parents=True, exist_ok=True)
-            _save_npy(Path(folder) / MAPS / key / f"{shard}.npy", np.concatenate(arrays))
+            atomic_write_bytes(Path(folder) / MAPS / key / f"{shard}.npy", data)
+        for row, start in placed:
+            row["maps_shard"], row["maps_offset"] = shard, start
     return rows_table([result.row for result in results], schema)
+
+
+def shard_name(files) -> str:
+    """The name of a shard whose files (one per map key, in key order) hold these bytes."""
+    digest = hashlib.sha256()
+    for data in files:
+        digest.update(hashlib.sha256(data).digest())
+    return digest.hexdigest()[:32]
 
 
 def rows_table(rows: Iterable[dict], schema: pa.Schema) -> pa.Table:
@@ -118,25 +133,43 @@ def _cell(value):
     return printable(value) if isinstance(value, str) else value
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def part_files(folder: Path) -> list[Path]:
     return sorted((Path(folder) / PARTS).glob("*.parquet"), key=lambda p: (p.stat().st_mtime_ns, p.name))
 
 
-def done_images(folder: Path) -> set[tuple[str, str]]:
-    """(path, sha256) of every image already in a part of ``folder`` (rows without a hash are retried)."""
-    done = set()
+def done_images(folder: Path, keys: Sequence[str]) -> tuple[set[tuple[str, str]], list[Path]]:
+    """(path, sha256) of every image already in a part of ``folder`` (rows without a hash are retried),
+    and the stale parts: those naming a map shard (of ``keys``) that is missing, truncated or replaced;
+    their images are not done."""
+    done, stale = set(), []
     for part in part_files(folder):
+        if not _shards_intact(folder, part, keys):
+            stale.append(part)
+            continue
         table = pq.read_table(part, columns=["path", "sha256"])
         for path, sha in zip(table.column("path").to_pylist(), table.column("sha256").to_pylist()):
             if sha:
                 done.add((path, sha))
-    return done
+    return done, stale
+
+
+def _shards_intact(folder: Path, part: Path, keys: Sequence[str]) -> bool:
+    """Whether every map shard the part's rows name holds the bytes it is named after."""
+    try:
+        shards = set(pq.read_table(part, columns=["maps_shard"]).column("maps_shard").drop_null().to_pylist())
+    except (OSError, pa.ArrowException):
+        return False
+    for shard in shards:
+        paths = [Path(folder) / MAPS / key / f"{shard}.npy" for key in keys]
+        if not all(path.is_file() for path in paths) or shard_name(p.read_bytes() for p in paths) != shard:
+            return False
+    return True
 
 
 def finish_table(folder: Path, schema: pa.Schema, paths: set[str]) -> tuple[Path, Path, int]:

@@ -103,3 +103,27 @@ def test_an_atomic_write_of_a_long_name_leaves_its_temporary_within_the_limit(tm
     path = tmp_path / ("y" * 250)
     atomic_write_text(path, "done")
     assert path.read_text() == "done" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "replaced"])
+def test_a_resume_does_not_trust_a_damaged_map_shard(dataset, models, tmp_path, damage):
+    from kdx_engine.scan import read_map
+
+    out, settings = tmp_path / "scan", ScanSettings(faithfulness_steps=0)
+    job = prepare_scan(dataset, out, settings, models)
+    run_scan(job, models, batch_size=2)
+    expected = {path: read_map(out, row, job.map_keys[0]) for path, row in _rows(out).items()}
+    shards = sorted((out / "maps" / job.map_keys[0]).glob("*.npy"))
+    assert len(shards) == 3
+    if damage == "deleted":
+        shards[0].unlink()
+    elif damage == "truncated":
+        shards[0].write_bytes(shards[0].read_bytes()[:-64])
+    else:
+        shards[0].write_bytes(shards[1].read_bytes())
+    again = prepare_scan(dataset, out, settings, models)
+    assert again.resume_note is not None and "1 part(s)" in again.resume_note
+    summary = run_scan(again, models, batch_size=2)
+    assert summary.scanned == 2 and summary.skipped == 4 and summary.rows == 6
+    for path, row in _rows(out).items():
+        assert read_map(out, row, job.map_keys[0]) == pytest.approx(expected[path], nan_ok=True)
