@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
+
+
+def is_placeholder_class_names(names: Sequence[str]) -> bool:
+    """Whether ``names`` are the ``class_0, class_1, …`` a model without class names is given."""
+    return bool(names) and all(name == f"class_{k}" for k, name in enumerate(names))
+
+
+def labelling_class_names(names_of_models: Iterable[Sequence[str]]) -> tuple[str, ...]:
+    """The class names images are labelled with, from the models' names in role order (Teacher first):
+    the first model's real names (a sidecar's, a family preset's); placeholders only when no model has
+    real names, so a Teacher without names beside a Student with them labels by the Student's."""
+    names = [tuple(n) for n in names_of_models]
+    return next((n for n in names if n and not is_placeholder_class_names(n)), names[0] if names else ())
 
 
 def class_name_key(name: str) -> str:

@@ -17,6 +17,7 @@ import torch
 from ..models.backend import LOGITS
 
 TARGET_RULES = ("predicted", "true", "class")
+UNLABELLED_RULE = "predicted (no label)"  # what ``true`` becomes for an image without a label
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,17 @@ class TargetRule(CamTarget):
         return resolve_targets(self.rule, logits, labels=self.labels, class_index=class_index)
 
     def seed(self, forward) -> GradientSeed:
-        return ClassTargets(tuple(self.resolve(forward.logits)), self.rule).seed(forward)
+        return ClassTargets(tuple(self.resolve(forward.logits)), self.recorded_rule).seed(forward)
+
+    @property
+    def recorded_rule(self) -> str:
+        """The rule as the explanation records it: ``true`` falls back to the prediction for images
+        without a label, and says so."""
+        if self.rule != "true" or self.labels is None or all(label is not None for label in self.labels):
+            return self.rule
+        if all(label is None for label in self.labels):
+            return UNLABELLED_RULE
+        return "true (predicted where unlabelled)"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from kdx_engine.labels import labelling_class_names
+
 EXIT_BAD_INPUT = 2
 # Commands that live in their own module, kdx_engine/cli/<name>.py, each with add_command(subparsers).
 COMMAND_MODULES: tuple[str, ...] = ("scan", "concepts")
@@ -367,7 +369,7 @@ def run_export(args) -> int:
     from kdx_engine.cams import cam_method
 
     cam_method(settings.method)
-    class_names = models["teacher"].backend.info.preprocessing.class_names
+    class_names = labelling_class_names(m.backend.info.preprocessing.class_names for m in models.values())
     cache, comparisons = UniCamCache(), []
     with _bar(len(images), "export") as bar:
         for image in images:
@@ -382,6 +384,11 @@ def run_export(args) -> int:
         options = dataclasses.replace(options, plots=plots)
     result = export_comparisons(comparisons, out, options, overwrite=args.overwrite, provenance=provenance)
     print(f"wrote {result.figure} and {result.folder}/ ({len(result.files) - 1} files)")
+    unlabelled = [c.image.path.name for c in comparisons if c.label is None]
+    if rule == "true" and unlabelled:
+        print(f"note: --target true: {len(unlabelled)} of {len(comparisons)} image(s) have no label (not in a folder "
+              f"named after a class), so their prediction is explained and recorded as such: "
+              f"{', '.join(unlabelled[:3])}{', …' if len(unlabelled) > 3 else ''}")
     _print_image_notes(images)
     return 0 if not errors else EXIT_BAD_INPUT
 
@@ -408,7 +415,8 @@ def _reference_set(args, models):
     from kdx_engine.unicam import ReferenceSet
 
     return ReferenceSet.from_folder(args.reference, n=args.n, seed=args.seed,
-                                    class_names=models["teacher"].backend.info.preprocessing.class_names)
+                                    class_names=labelling_class_names(
+                                        m.backend.info.preprocessing.class_names for m in models.values()))
 
 
 def _check_view_options(args) -> None:
@@ -545,7 +553,8 @@ def run_metrics(args) -> int:
         if embeddings.ndim != 2 or embeddings.shape[0] != teacher.info.num_classes:
             raise BadInput(f"{args.embeddings.name}: shape {embeddings.shape}, expected "
                            f"{teacher.info.num_classes}×e (one row per class)")
-    dataset = ImageFolderDataset(args.dataset, class_names=teacher.info.preprocessing.class_names)
+    dataset = ImageFolderDataset(args.dataset, class_names=labelling_class_names(
+        b.info.preprocessing.class_names for b in (teacher, student, base) if b is not None))
     result = dataset_metrics(teacher, student, dataset, base=base, embeddings=embeddings,
                              seed=args.seed, batch_size=args.batch_size, progress=Progress(_FractionBar("metrics")))
     result.save(args.out, overwrite=args.overwrite)

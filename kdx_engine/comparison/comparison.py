@@ -20,6 +20,7 @@ import torch
 from ..cams import TargetRule, cam_method, compare_maps, pearson
 from ..data.images import LoadedImage, to_batch
 from ..jobs import Progress, report
+from ..labels import labelling_class_names
 from ..messages import first_line
 from ..models.backend import PENULTIMATE, ModelBackend
 from ..comparison_settings import ComparisonSettings
@@ -134,7 +135,7 @@ def compare_image(models: Mapping[str, ComparisonModel], image: LoadedImage, lab
     mask = mask_on_grid(image.mask, grid)
     wanted_unicam = [key for key in UNICAM_KEYS if key in panels]
     unicam_roles = {r for key in wanted_unicam for r in unicam_pair(key, roles) if r in models}
-    class_names = next((tuple(models[r].backend.info.preprocessing.class_names) for r in roles), ())
+    class_names = labelling_class_names(models[r].backend.info.preprocessing.class_names for r in roles)
     result: dict[str, Panel] = {"input": Panel("input", "Input", _input_subtitle(image, label, class_names), frame,
                                                kind="image", group="input")}
     predictions: dict[str, ModelPrediction] = {}

@@ -182,6 +182,11 @@ def analyse_concepts(models: Sequence[ModelSpec], images: Sequence[LoadedImage],
         raise ValueError("no models to analyse")
     load_options = dict(load_options or {})
     grid = settings.grid
+    for spec in models:
+        size = spec.backend.info.preprocessing.input_size
+        if grid > size:
+            raise ValueError(f"a {grid}×{grid} concept grid is finer than the {spec.role}'s {size}×{size} input: "
+                             f"cells would cover no pixel; use a grid of at most {size}")
     foreground, notes = {}, []
     for spec in models:
         masks = [None if image.mask is None else transform_mask(image.mask, spec.backend.info.preprocessing)

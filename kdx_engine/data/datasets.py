@@ -9,7 +9,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from kdx_engine.labels import class_name_key  # noqa: F401 - re-exported
+from kdx_engine.labels import class_name_key, is_placeholder_class_names  # noqa: F401 - re-exported
 from kdx_engine.data.images import ImageError, LoadedImage, collect_image_paths, load_image, to_batch
 from kdx_engine.models.preprocessing import Preprocessing
 
@@ -136,11 +136,6 @@ def _balanced_draw(labels: Sequence[int | None], seed: int) -> tuple[list[int], 
             if pool:
                 drawn.append(int(pool.pop()))
     return drawn, unlabelled
-
-
-def is_placeholder_class_names(names: Sequence[str]) -> bool:
-    """Whether ``names`` are the ``class_0, class_1, …`` a model without class names is given."""
-    return bool(names) and all(name == f"class_{k}" for k, name in enumerate(names))
 
 
 def _labels_by_sorted_folders(folders: Sequence[str], num_classes: int) -> tuple[dict[str, int | None], str]:

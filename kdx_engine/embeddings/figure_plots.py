@@ -11,6 +11,7 @@ from ..dark_knowledge import DEFAULT_TAU
 from ..data import ImageFolderDataset
 from ..figures.distillation_plots import DistillationPlots
 from ..jobs import Progress
+from ..labels import labelling_class_names
 from ..models.backend import ModelBackend
 from .features import dataset_outputs
 from .projection import aligned_to, project
@@ -28,7 +29,7 @@ def dataset_plots(backends: Mapping[str, ModelBackend], folder, kinds: Sequence[
     """The strip of ``kinds`` (``kl``, ``embeddings``) over the images of ``folder`` at the Student's preset
     τ, and its record for the export's manifest (dataset, n, τ and its origin, the dark knowledge, the
     images skipped as unreadable)."""
-    class_names = backends["teacher"].info.preprocessing.class_names
+    class_names = labelling_class_names(b.info.preprocessing.class_names for b in backends.values())
     outputs = dataset_outputs(backends, ImageFolderDataset(folder, class_names=class_names), progress=progress)
     tau, origin = preset_tau(backends["student"])
     dark = outputs_dark_knowledge(outputs, tau)

@@ -29,17 +29,32 @@ def _checked(features, k: int) -> np.ndarray:
 
 def nearest_neighbours(features, k: int = DEFAULT_K) -> np.ndarray:
     """n×k indices of each image's k nearest other images, nearest first (ties: lower index first)."""
+    return _neighbours(features, k)[0]
+
+
+def tied_neighbourhoods(features, k: int = DEFAULT_K) -> int:
+    """How many images have another image at exactly their k-th nearest distance beyond the k chosen
+    (identical or duplicated images): their neighbourhood is then decided by tie-breaking, not distance."""
+    return int(_neighbours(features, k)[1].sum())
+
+
+def _neighbours(features, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``nearest_neighbours`` and, per image, whether its k-th and (k+1)-th distances are equal."""
     x = _checked(features, k)
     n = x.shape[0]
     squares = np.einsum("ij,ij->i", x, x)
-    result = np.empty((n, k), dtype=np.int64)
+    result, tied = np.empty((n, k), dtype=np.int64), np.zeros(n, dtype=bool)
     for start in range(0, n, CHUNK):
         rows = slice(start, min(start + CHUNK, n))
         d2 = squares[rows, None] + squares[None, :] - 2.0 * x[rows] @ x.T
         d2[np.arange(d2.shape[0]), np.arange(start, rows.stop)] = np.inf
-        order = np.lexsort((np.broadcast_to(np.arange(n), d2.shape), np.round(d2, 9)), axis=1)
+        rounded = np.round(d2, 9)
+        order = np.lexsort((np.broadcast_to(np.arange(n), d2.shape), rounded), axis=1)
         result[rows] = order[:, :k]
-    return result
+        if k < n - 1:
+            kth = np.take_along_axis(rounded, order[:, k - 1:k + 1], axis=1)
+            tied[rows] = kth[:, 0] == kth[:, 1]
+    return result, tied
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from ..comparison.export import strict_json
 from ..data.datasets import ImageFolderDataset
 from ..data.image_stream import StreamItem
 from ..data.path_list import PathList
+from ..labels import labelling_class_names
 from ..output_paths import check_writable_folder, printable
 from ..provenance import package_versions
 from ..roles import ROLES
@@ -76,7 +77,7 @@ def prepare_scan(dataset, out, settings: ScanSettings, models: dict[str, Compari
     roles = tuple(role for role in ROLES if role in models)
     if "teacher" not in roles or "student" not in roles:
         raise ValueError("a scan needs a Teacher and a Student (and optionally a Base)")
-    class_names = tuple(models[roles[0]].backend.info.preprocessing.class_names)
+    class_names = labelling_class_names(models[r].backend.info.preprocessing.class_names for r in roles)
     folder = ImageFolderDataset(dataset, class_names=class_names)
     if not len(folder):
         raise ValueError(f"{dataset}: no images found")

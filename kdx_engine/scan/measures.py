@@ -21,6 +21,7 @@ import torch
 
 from ..cams import Explanation, TargetRule, cam_method, deletion_insertion
 from ..cams.map_batches import agreement_rows, energy_in_mask_rows, pointing_game_rows
+from ..labels import labelling_class_names
 from ..cams.targets import CamTarget, GradientSeed
 from ..comparison import ComparisonModel, image_grid, maps_on_grid
 from ..comparison.comparison import forward_with_features, logits_or_none, window_seen_by
@@ -146,7 +147,7 @@ def batch_rows(models: Mapping[str, ComparisonModel], explained: BatchExplanatio
                for image, label, grid in zip(images, labels, grids)]
     if not images:
         return results
-    class_names = tuple(models[roles[0]].backend.info.preprocessing.class_names)
+    class_names = labelling_class_names(models[r].backend.info.preprocessing.class_names for r in roles)
     masks = [mask_on_grid(image.mask, grid) for image, grid in zip(images, grids)]
     placed: dict[tuple[str, str], list[np.ndarray | None]] = {}
     for role in roles:
@@ -194,7 +195,7 @@ def _shape_groups(images) -> dict[tuple[int, int], list[int]]:
 
 def _image_columns(image: LoadedImage, label, grid, models) -> dict:
     roles = [role for role in ROLES if role in models]
-    names = tuple(models[roles[0]].backend.info.preprocessing.class_names) if roles else ()
+    names = labelling_class_names(models[r].backend.info.preprocessing.class_names for r in roles)
     return {"label": label, "label_name": names[label] if label is not None and label < len(names) else None,
             "width": int(image.rgb.shape[1]), "height": int(image.rgb.shape[0]),
             "grid_height": grid.height, "grid_width": grid.width,

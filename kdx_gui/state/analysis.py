@@ -11,6 +11,7 @@ from pathlib import Path
 
 from kdx_engine.comparison import ComparisonModel, compare_image as engine_compare_image, gallery_predictions
 from kdx_engine.data import collect_image_paths, load_images
+from kdx_engine.labels import labelling_class_names
 from kdx_engine.models import default_target_layer, load_model, probe_layers, stage_layers
 
 from kdx_gui.state.engine import EngineStatus
@@ -90,7 +91,8 @@ def compare_image(models: dict[str, LoadedModel], item, label: int | None, setti
         problem = engine.why_missing("unicam")
     elif "student" in models and ("base" in models or "teacher" in models):
         try:
-            reference = _reference(settings, references, next(iter(models.values())).class_names, caches)
+            reference = _reference(settings, references, labelling_class_names(m.class_names for m in models.values()),
+                                   caches)
         except (ValueError, OSError) as exc:
             problem = first_line(exc)
     kwargs = {"panels": panels} if panels is not None else {}
@@ -155,7 +157,7 @@ def run_dataset_metrics(models: dict[str, LoadedModel], folder: str, progress):
     teacher, student, base = models.get("teacher"), models.get("student"), models.get("base")
     if teacher is None or student is None:
         raise ValueError("dataset metrics need a Teacher and a Student model")
-    dataset = ImageFolderDataset(folder, class_names=teacher.class_names)
+    dataset = ImageFolderDataset(folder, class_names=labelling_class_names(m.class_names for m in models.values()))
     stages = {role: list(model.stages) for role, model in models.items() if model.stages}
     return dataset_metrics(teacher.backend, student.backend, dataset, base=base.backend if base else None,
                            progress=progress, stages=stages)

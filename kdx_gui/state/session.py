@@ -19,7 +19,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from kdx_engine.comparison_settings import ComparisonSettings
-from kdx_engine.labels import class_index, label_hints
+from kdx_engine.labels import class_index, label_hints, labelling_class_names
 from kdx_engine.roles import PANEL_KEYS, ROLE_LETTERS, ROLE_TITLES, ROLES  # noqa: F401 - re-exported for views
 
 ROLE_COLOURS = {"teacher": "#1f77b4", "student": "#d62728", "base": "#2ca02c"}
@@ -181,11 +181,8 @@ class Session(QObject):
         return {role: model for role, model in self.models.items() if model is not None}
 
     def class_names(self) -> tuple[str, ...]:
-        """Class names of the first loaded model in role order (Teacher first)."""
-        for role in ROLES:
-            if self.models[role] is not None:
-                return self.models[role].class_names
-        return ()
+        """The class names images are labelled with: the first real names in role order (Teacher first)."""
+        return labelling_class_names(m.class_names for role in ROLES if (m := self.models[role]) is not None)
 
     # --- images --------------------------------------------------------------------------------
     def add_images(self, items: list[GalleryImage]) -> None:
