@@ -32,12 +32,15 @@ from kdx_engine.concepts.trajectory import TrajectoryResult, trajectory_differen
 from kdx_engine.atomic_files import atomic_write_bytes
 from kdx_engine.data.images import LoadedImage, load_image, to_tensor, transform_mask
 from kdx_engine.jobs import Cancelled, Progress, report
+from kdx_engine.memory import check_fits
 from kdx_engine.models.backend import ModelBackend
 from kdx_engine.models.loading import load_model, sha256_of
 from kdx_engine.values import Value
 
 Loader = Callable[..., ModelBackend]
 
+
+NOISE_COPIES = 4  # per step: the noise batch, its cell mask, the draw and its gradient (float32)
 
 @dataclass(frozen=True)
 class ConceptSettings:
@@ -182,11 +185,15 @@ def analyse_concepts(models: Sequence[ModelSpec], images: Sequence[LoadedImage],
         raise ValueError("no models to analyse")
     load_options = dict(load_options or {})
     grid = settings.grid
-    for spec in models:
+    for spec in models:  # checked before anything runs
         size = spec.backend.info.preprocessing.input_size
         if grid > size:
             raise ValueError(f"a {grid}×{grid} concept grid is finer than the {spec.role}'s {size}×{size} input: "
                              f"cells would cover no pixel; use a grid of at most {size}")
+        if settings.approximate is None:
+            draws = settings.sampled.draws
+            check_fits(draws * 3 * size * size * 4 * NOISE_COPIES,
+                       f"{draws:,} noise draws per step at {size}×{size} px ({spec.role})")
     foreground, notes = {}, []
     for spec in models:
         masks = [None if image.mask is None else transform_mask(image.mask, spec.backend.info.preprocessing)
@@ -229,6 +236,9 @@ def analyse_concepts(models: Sequence[ModelSpec], images: Sequence[LoadedImage],
             if found is not None:
                 maps[(source, index)] = found
     todo = [item for item in wanted if item not in maps]
+    if cache is not None and cache.unreadable:
+        notes.append(f"{cache.unreadable} map(s) in the cache {cache.folder.name}/ were unreadable (corrupt or cut "
+                     "short) and are computed again")
     started = time.perf_counter()
     store = (lambda item, value: cache.put(keys[item], value)) if cache is not None else None
     maps.update(_compute(todo, backends, layers, images, settings, progress, workers, load_options, store))
@@ -317,6 +327,8 @@ class MapCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         recorded = {k: v for k, v in settings.to_json().items() if k != "threshold_b"}  # b does not change maps
         self.settings = json.dumps(recorded, sort_keys=True)
+        self.grid = settings.grid
+        self.unreadable = 0  # entries found corrupt (and computed again)
 
     def key(self, model_sha: str, layer: str, image_sha: str) -> str:
         text = "\n".join([model_sha, layer, image_sha, self.settings])
@@ -326,8 +338,15 @@ class MapCache:
         path = self.folder / f"{key}.npz"
         if not path.is_file():
             return None
-        with np.load(path, allow_pickle=False) as data:
-            return data["entropy"], int(data["step"]), float(data["mean"])
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                entropy, step, mean = np.asarray(data["entropy"], dtype=np.float64), int(data["step"]), float(data["mean"])
+        except Exception:  # a corrupt entry (cut short, overwritten): numpy and zipfile raise many types
+            entropy = None
+        if entropy is None or entropy.shape != (self.grid, self.grid) or not np.isfinite(entropy).all():
+            self.unreadable += 1
+            return None
+        return entropy, step, mean
 
     def put(self, key: str, value) -> None:
         buffer = io.BytesIO()

@@ -21,8 +21,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from kdx_engine.checkpoints import checkpoint_state_dict
+from kdx_engine.checkpoints import ModelLoadError, checkpoint_state_dict
 from kdx_engine.concepts.concept_counts import THRESHOLD, count_concepts, explained
+from kdx_engine.messages import reader_problem
 from kdx_engine.stats.jackknife import jackknife_interval
 from kdx_engine.values import Value
 
@@ -66,9 +67,23 @@ def layer_weights(state_dict: Mapping[str, torch.Tensor], layer: str) -> torch.T
     return torch.cat([value.detach().double().flatten() for value in kernels])
 
 
+def _state_dict(path: Path) -> Mapping[str, torch.Tensor]:
+    """A checkpoint's weights, read as model files are (never running code from it); any file that is
+    not one is a ModelLoadError naming it."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise ModelLoadError(f"{path.name}: checkpoint file is empty")
+    try:
+        return checkpoint_state_dict(path)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # what torch's readers raise on bytes that are not a checkpoint: many types
+        raise ModelLoadError(f"{path.name}: not a readable checkpoint ({reader_problem(exc)})") from exc
+
+
 def weight_distances(paths: Sequence[Path], layer: str) -> np.ndarray:
     """Dist(m) for every checkpoint in ``paths`` (epoch order): 0 for the first."""
-    weights = [layer_weights(checkpoint_state_dict(path), layer) for path in paths]
+    weights = [layer_weights(_state_dict(path), layer) for path in paths]
     shapes = {tuple(w.shape) for w in weights}
     if len(shapes) != 1:
         raise ValueError(f"layer {layer!r} has different shapes across the checkpoints: not one training run")

@@ -523,6 +523,46 @@ def _(d):
     return _info(d / "vit.pth")
 
 
+# --- kdx concepts: checkpoints that are not, sizes that cannot fit (issue 31) ----------------------
+
+def _concepts(d: Path, *extra: str, named: str):
+    model = _good_model(d)
+    (d / "images").mkdir()
+    _png(d / "images" / "a.png")
+    _png(d / "images" / "b.png")
+    out = d / "out"
+    return (["concepts", "--student", str(model), str(d / "images"), "--out", str(out), "--grid", "4",
+             "--draws", "4", "--steps", "2", *extra], named, out)
+
+
+def _checkpoints(d: Path, second: bytes) -> Path:
+    folder = d / "run"
+    folder.mkdir()
+    torch.save(_resnet8_state(), folder / "epoch_1.pth")
+    (folder / "epoch_2.pth").write_bytes(second)
+    return folder
+
+
+for _name, _bytes in (("text", b"hello, I am text\n" * 10), ("empty file", b""),
+                      ("random bytes", np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8).tobytes()),
+                      ("copy of a system file", (Path("/etc/services").read_bytes() if Path("/etc/services").is_file()
+                                                 else b"ftp 21/tcp\n" * 400))):
+    def _builder(d, _bytes=_bytes):
+        folder = _checkpoints(d, _bytes)
+        return _concepts(d, "--checkpoints", f"student={folder}", named="epoch_2.pth")
+    case(f"concepts checkpoint: {_name}")(_builder)
+
+
+@case("concepts --draws that cannot fit in memory")
+def _(d):
+    return _concepts(d, "--draws", "100000000", named="100,000,000 noise draws")
+
+
+@case("concepts --grid finer than the input")
+def _(d):
+    return _concepts(d, "--grid", "100000", named="100000×100000 concept grid")
+
+
 # --- the test -------------------------------------------------------------------------------------
 
 def _listing(folder: Path) -> set[str]:
