@@ -82,8 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--method", default="gradcam", help=CAM_NAMES)
     export.add_argument("--target", default="predicted", help="predicted | true | class:K (true: from the "
                                                               "images' folder names)")
-    export.add_argument("--columns", default=",".join(_figure_columns()),
-                        help=f"comma-separated, in order: {', '.join(_figure_columns())}")
+    export.add_argument("--columns", help=f"comma-separated, in order: {', '.join(_figure_columns())} (default: "
+                                          "all that the given models and options can compute)")
     export.add_argument("--metrics", default="kl,pearson,top_iou,energy",
                         help="under each row: kl, pearson, spearman, top_iou, energy, pointing (or none)")
     export.add_argument("--format", choices=("png", "svg", "pdf"), help="default: from --out's suffix")
@@ -346,7 +346,7 @@ def run_export(args) -> int:
     if fmt not in ("png", "svg", "pdf"):
         raise BadInput(f"--out {args.out}: give a .png, .svg or .pdf file (or --format)")
     out = args.out if args.out.suffix.lower() == f".{fmt}" else args.out.with_name(args.out.name + f".{fmt}")
-    columns = tuple(c.strip() for c in args.columns.split(",") if c.strip())
+    columns = _export_columns(args)
     metrics = () if args.metrics.strip() in ("", "none") else tuple(m.strip() for m in args.metrics.split(","))
     options = FigureOptions(columns=columns, metrics=metrics, format=fmt, dpi=args.dpi)
     rule, target_class = _target_rule(args.target, allow_true=True)
@@ -391,6 +391,23 @@ def run_export(args) -> int:
               f"{', '.join(unlabelled[:3])}{', …' if len(unlabelled) > 3 else ''}")
     _print_image_notes(images)
     return 0 if not errors else EXIT_BAD_INPUT
+
+
+def _export_columns(args) -> tuple[str, ...]:
+    """The columns asked for; by default every column the given models and options can compute, with one
+    line saying which were left out and why."""
+    if args.columns is not None:
+        return tuple(c.strip() for c in args.columns.split(",") if c.strip())
+    needs = {"base": "--base MODEL" if args.base is None else None,
+             "distilled": "--reference DIR" if args.reference is None else None}
+    needs["residual"] = needs["distilled"]
+    left_out = {key: need for key, need in needs.items() if need is not None}
+    if left_out:
+        reasons = "; ".join(f"{' and '.join(k for k in left_out if left_out[k] == need)} "
+                            f"need{'s' if sum(v == need for v in left_out.values()) == 1 else ''} {need}"
+                            for need in dict.fromkeys(left_out.values()))
+        print(f"note: column{'s' if len(left_out) > 1 else ''} {', '.join(left_out)} left out: {reasons}")
+    return tuple(c for c in _figure_columns() if c not in left_out)
 
 
 def _comparison_models(args) -> dict:

@@ -138,20 +138,21 @@ def load_images(paths: Iterable[str | os.PathLike]) -> tuple[list[LoadedImage], 
 
 
 def collect_image_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Image files among ``paths``, folders searched recursively, masks left out, naturally sorted.
+    """Image files among ``paths`` in the order given, each folder searched recursively and its images
+    naturally sorted, masks left out, a file given twice kept where it first appears.
 
     Inside folders only image extensions count and hidden entries (``.name``) are skipped; a file
     named directly is kept whatever its extension (or existence), so loading it reports why it is
     not an image instead of it vanishing silently.
     """
-    found: set[Path] = set()
+    found: dict[Path, None] = {}  # insertion-ordered set: figure rows follow the command line
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found.update(_image_files_under(path))
+            found.update(dict.fromkeys(sorted(_image_files_under(path), key=natural_path_key)))
         elif not is_mask_path(path):
-            found.add(path)
-    return sorted(found, key=natural_path_key)
+            found.setdefault(path)
+    return list(found)
 
 
 def natural_path_key(path: Path) -> tuple[str, str]:

@@ -14,6 +14,7 @@ from PySide6.QtGui import QTextOption
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from kdx_engine.figures.panel_rendering import DIVERGING, colormap_lut, panel_scales, render_panel
+from kdx_engine.figures.pixel_scaling import nearest_upscaled
 
 from kdx_gui.state.session import PANEL_KEYS, ROLE_COLOURS, Session
 from kdx_gui.widgets.wording import ordinal
@@ -86,10 +87,13 @@ class PanelView:
         self.message.setVisible(bool(text))
 
     def show_image(self, rgb: np.ndarray, values: np.ndarray, kind: str) -> None:
+        """Draw ``rgb``; a small image (CIFAR's 32 px) as square pixels, upscaled with nearest-neighbour
+        whatever the painter's smoothing, still placed on the image's own pixel grid (the crosshair and
+        the readout use the unscaled ``values``)."""
         self.values, self.kind = values, kind
         self.message_text = ""
         self.message.setVisible(False)
-        self.image.setImage(rgb, autoLevels=False, levels=(0, 255))
+        self.image.setImage(nearest_upscaled(rgb), autoLevels=False, levels=(0, 255))
         self.image.setRect(QRectF(0, 0, rgb.shape[1], rgb.shape[0]))
 
     def set_texts(self, title: str, subtitle: str, note: str | None) -> None:

@@ -33,6 +33,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from kdx_engine.figures.image_captions import distinct_captions
+from kdx_engine.figures.pixel_scaling import SMALL_IMAGE
+
 from kdx_gui.state.jobs import JobRunner
 from kdx_gui.state.session import ROLE_LETTERS, ROLES, GalleryImage, Session, label_hints_for
 from kdx_gui.state.settings import AppSettings
@@ -50,12 +53,14 @@ SORTS = {"order": "File order", "correlation-up": "T–S map correlation ↑", "
 
 
 def make_thumbnail(rgb: np.ndarray, size: int = THUMBNAIL) -> QImage:
-    """A QImage thumbnail of an H×W×3 uint8 array (safe on a worker thread)."""
+    """A QImage thumbnail of an H×W×3 uint8 array (safe on a worker thread); a small image enlarged to
+    it shows square pixels (nearest-neighbour), as on the canvas, a larger one is reduced smoothly."""
     rgb = np.ascontiguousarray(rgb)
     height, width = rgb.shape[:2]
     image = QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888)
-    return image.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
-                        Qt.TransformationMode.SmoothTransformation).copy()
+    enlarged = max(height, width) < min(size, SMALL_IMAGE)
+    mode = Qt.TransformationMode.FastTransformation if enlarged else Qt.TransformationMode.SmoothTransformation
+    return image.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, mode).copy()
 
 
 def gallery_items(images, from_files: bool = True) -> list[GalleryImage]:
@@ -313,13 +318,14 @@ class GalleryView(QWidget):
 
     def refresh_predictions(self, *_args) -> None:
         names = self.session.class_names()
+        captions = distinct_captions([(item.name, item.source) for item in self.session.images])
         for row, item in enumerate(self.session.images):
             entry = self.model.item(row)
             if entry is None:
                 continue
             prediction = self.session.predictions.get(item.id)
             label = self.session.label_of(item)
-            agree, wrong, lines = None, None, [item.name]
+            agree, wrong, lines = None, None, [captions[row]]
             if prediction is not None:
                 parts = []
                 for role in ROLES:

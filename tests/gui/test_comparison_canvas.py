@@ -124,7 +124,7 @@ def test_display_controls_redraw_without_running_the_engine(analysed):
     assert np.all(shown[..., 0] == shown[..., 1])  # pure gray colormap at full opacity
 
     controls.threshold.setValue(90)
-    frame = canvas.panels["input"].values
+    frame = canvas.panels["input"].image.image  # the input as drawn (a 32 px image upscaled like the maps)
     unchanged = np.all(canvas.panels["teacher"].image.image == frame, axis=2).mean()
     assert 0.85 <= unchanged <= 0.95
     assert analysed.settings.colormap() == "gray" and analysed.settings.opacity() == 1.0
