@@ -1,5 +1,5 @@
-"""Exceptions as one-line messages (for ``kdx: error: …`` lines, panel messages and notes). Pure
-Python, no torch: the window imports it at start-up."""
+"""Exceptions as one-line messages (for ``kdx: error: …`` lines, panel messages and notes), and file
+names as text that can be printed and stored. Pure Python, no torch: the window imports it at start-up."""
 from __future__ import annotations
 
 import re
@@ -31,3 +31,9 @@ def reader_problem(exc: BaseException) -> str:
     if len(text) < 8 or not re.search(r"[A-Za-z]{3}", text):  # a bare key or number says nothing
         return "corrupt, or not a checkpoint"
     return text
+
+
+def printable(text: str) -> str:
+    """``text`` (a file name or path) as valid UTF-8: bytes of a name that were not UTF-8 (Python's
+    surrogate escapes) are shown as ``\\xe9``, so the name can be printed, stored and drawn."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .messages import printable
+
 
 def check_writable_folder(folder: str | os.PathLike, what: str = "output folder") -> None:
     """Raise ValueError naming ``folder`` when files cannot be created in it (or in the nearest existing
@@ -37,12 +39,6 @@ def check_new_file(path: str | os.PathLike, overwrite: bool, what: str = "output
 
 
 MAX_STEM_BYTES = 120  # leaves room for suffixes such as "_gradcam_student.npy" within a name's 255 bytes
-
-
-def printable(text: str) -> str:
-    """``text`` (a file name or path) as valid UTF-8: bytes of a name that were not UTF-8 (Python's
-    surrogate escapes) are shown as ``\\xe9``, so the name can be printed, stored and drawn."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def output_stem(stem: str) -> str:

@@ -34,6 +34,8 @@ def add_command(subparsers) -> None:
     scan.add_argument("--ray", nargs="?", const=LOCAL, metavar="ADDRESS",
                       help="run on Ray: a local cluster started here, or the cluster at ADDRESS (one started "
                            "with `ray start` needs RAY_AUTH_MODE=token and its token)")
+    scan.add_argument("--ray-timeout", type=float, default=30.0, metavar="S",
+                      help="--ray ADDRESS: seconds to wait for the cluster to answer (default 30)")
     scan.add_argument("--num-cpus", type=int, help="--ray without ADDRESS: CPUs of the local cluster "
                                                    "(default: all)")
     scan.add_argument("--overwrite", action="store_true", help="start again in a folder holding another scan")
@@ -60,6 +62,8 @@ def _settings(args):
         raise BadInput(f"--variant {args.variant!r}: use one of {', '.join(VARIANTS)}")
     if args.unicam and args.n < 4:
         raise BadInput(f"--n {args.n}: UniCAM needs n ≥ 4 (reference images + the query)")
+    if not args.ray_timeout > 0:
+        raise BadInput(f"--ray-timeout {args.ray_timeout:g}: give a number of seconds above 0")
     if args.num_cpus is not None and (args.num_cpus < 1 or args.ray != LOCAL):
         raise BadInput("--num-cpus needs --ray without an address, and at least 1")
     if not args.dataset.is_dir():
@@ -90,7 +94,7 @@ def run_scan_command(args) -> int:
         from kdx_engine.scan.ray_engine import run_scan_on_ray
 
         summary = run_scan_on_ray(job, spec, models, address=None if args.ray == LOCAL else args.ray,
-                                  num_cpus=args.num_cpus, batch_size=args.batch_size)
+                                  num_cpus=args.num_cpus, batch_size=args.batch_size, connect_timeout=args.ray_timeout)
     print(f"{summary.rows} row(s) in {summary.table} and {summary.csv}: {summary.scanned} scanned now "
           f"({summary.engine}, {summary.seconds:.1f} s), {summary.skipped} done before, "
           f"{summary.unreadable} unreadable")

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..atomic_files import atomic_write_bytes
 from ..figures.figure_panel import FigureOptions, metric_values, render_figure
-from ..output_paths import check_new_file, printable, unique_stems
+from ..messages import printable
+from ..output_paths import check_new_file, unique_stems
 from ..provenance import package_versions
 from ..roles import ROLES
 from .comparison import NORMALISATION, Comparison

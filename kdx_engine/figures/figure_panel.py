@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..output_paths import printable
+from ..messages import printable
 from .colormaps import apply_colormap
 from .distillation_plots import STRIP_H, DistillationPlots, draw_strip
 from .image_captions import distinct_captions

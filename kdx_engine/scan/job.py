@@ -16,7 +16,8 @@ from ..data.datasets import ImageFolderDataset
 from ..data.image_stream import StreamItem
 from ..data.path_list import PathList
 from ..labels import labelling_class_names
-from ..output_paths import check_writable_folder, printable
+from ..messages import printable
+from ..output_paths import check_writable_folder
 from ..provenance import package_versions
 from ..roles import ROLES
 from ..unicam import ReferenceSet

@@ -11,6 +11,7 @@ from the cluster's CPUs, and each actor's torch gets its share of the threads.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,31 @@ from .models import ScanModels
 from .table import PARTS, write_shards
 
 CPU_SHARE = 0.75  # of the cluster's CPUs reserved by actors; the rest is left for Ray Data's tasks
+CONNECT_TIMEOUT_S = 30.0
+
+
+def reach_cluster(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """ValueError saying what to check when nothing answers at ``address`` (``host:port``, ``ray://host:port``)
+    within ``timeout`` seconds: a closed port, an unknown host or a silent network fail here, not in
+    ``ray.init``, which waits for minutes. ``auto`` (Ray finds the cluster itself) is not probed."""
+    if address == "auto":
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise ValueError(f"--ray {address}: give the cluster's address as HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except socket.gaierror as exc:
+        raise ValueError(f"--ray {address}: unknown host {host!r} ({exc.strerror or exc}); check the address") from exc
+    except (TimeoutError, socket.timeout) as exc:
+        raise ValueError(f"--ray {address}: nothing answered within {timeout:g} s; check the address, that the "
+                         "cluster is running and that no firewall is in the way (--ray-timeout to wait longer)") from exc
+    except OSError as exc:
+        raise ValueError(f"--ray {address}: cannot connect ({exc.strerror or exc}); is a Ray cluster running "
+                         "there (ray start --head)?") from exc
 
 
 def check_ray() -> None:
@@ -72,9 +98,10 @@ def pool_size(cpus: float) -> tuple[int, float, int]:
 
 
 def run_scan_on_ray(job: ScanJob, spec: ScanModels, models, address: str | None = None, num_cpus: int | None = None,
-                    batch_size: int = 32) -> ScanSummary:
+                    batch_size: int = 32, connect_timeout: float = CONNECT_TIMEOUT_S) -> ScanSummary:
     """Scan the images of ``job`` not done before on Ray: a local cluster of ``num_cpus`` CPUs started here
-    (default: all), or the cluster at ``address``; then the same table and manifest as in process."""
+    (default: all), or the cluster at ``address`` (reached within ``connect_timeout`` seconds); then the
+    same table and manifest as in process."""
     import ray
     import ray.data
 
@@ -86,6 +113,7 @@ def run_scan_on_ray(job: ScanJob, spec: ScanModels, models, address: str | None 
             ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         else:
+            reach_cluster(address, connect_timeout)
             try:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
             except ConnectionError as exc:

@@ -23,7 +23,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from ..atomic_files import atomic_write_bytes
-from ..output_paths import printable
+from ..messages import printable
 from ..roles import ROLES, UNICAM_KEYS
 from .measures import ImageResult, ScanSettings, column_name, map_key
 

@@ -13,7 +13,8 @@ import pytest
 from kdx_engine.atomic_files import atomic_write_text
 from kdx_engine.bundled import DEMO_MODELS
 from kdx_engine.cli import main
-from kdx_engine.output_paths import MAX_STEM_BYTES, output_stem, printable
+from kdx_engine.messages import printable
+from kdx_engine.output_paths import MAX_STEM_BYTES, output_stem
 from kdx_engine.scan import ScanModels, ScanSettings, prepare_scan, run_scan
 from kdx_engine.zoo import write_demo_dataset
 
