@@ -563,6 +563,21 @@ def _(d):
     return _concepts(d, "--grid", "100000", named="100000×100000 concept grid")
 
 
+@case("scan --ray at an address where nothing listens")
+def _(d):
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    model = _good_model(d)
+    (d / "data" / "a").mkdir(parents=True)
+    _png(d / "data" / "a" / "0.png")
+    out = d / "out"
+    return (["scan", str(d / "data"), "--teacher", str(model), "--student", str(model), "--out", str(out),
+             "--ray", f"127.0.0.1:{port}", "--ray-timeout", "5"], f"127.0.0.1:{port}", out)
+
+
 # --- the test -------------------------------------------------------------------------------------
 
 def _listing(folder: Path) -> set[str]:
