@@ -578,6 +578,31 @@ def _(d):
              "--ray", f"127.0.0.1:{port}", "--ray-timeout", "5"], f"127.0.0.1:{port}", out)
 
 
+def _every_command(d: Path, model: Path):
+    """Each command that loads models, with ``model`` in its first model option."""
+    (d / "data" / "a").mkdir(parents=True)
+    _png(d / "data" / "a" / "0.png")
+    _png(d / "data" / "a" / "1.png")
+    good, image, data, out = str(_good_model(d, "good.pth")), str(d / "data" / "a" / "0.png"), str(d / "data"), d / "out"
+    return out, {
+        "explain": ["explain", "--model", str(model), image, "--out", str(out)],
+        "export": ["export", "--teacher", str(model), "--student", good, image, "--out", str(out / "f.png")],
+        "scan": ["scan", data, "--teacher", good, "--student", str(model), "--out", str(out)],
+        "metrics": ["metrics", "--teacher", good, "--student", str(model), "--dataset", data, "--out",
+                    str(out / "m.json")],
+        "concepts": ["concepts", "--student", str(model), data, "--out", str(out), "--grid", "4"],
+    }
+
+
+for _command in ("explain", "export", "scan", "metrics", "concepts"):
+    for _kind, _make in (("FIFO", lambda path: _fifo(path)), ("link to /dev/zero", lambda path: _link(path, "/dev/zero"))):
+        def _builder(d, _command=_command, _make=_make):
+            model = _make(d / "hostile.pth")
+            out, argv = _every_command(d, model)
+            return argv[_command], "hostile.pth", out
+        case(f"{_command}: model is a {_kind}")(_builder)
+
+
 # --- the test -------------------------------------------------------------------------------------
 
 def _listing(folder: Path) -> set[str]:
