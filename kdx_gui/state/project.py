@@ -6,6 +6,7 @@ message that says which. Writes are atomic (temporary file, then rename).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -109,7 +110,7 @@ def _project_from(data: dict, base: Path) -> Project:
         models[role] = {"path": _resolved(str(entry["path"]), base), "target_layer": entry.get("target_layer")}
     view = ViewSettings.from_json(data.get("view") or {})
     if view.reference_folder:
-        view.reference_folder = _resolved(view.reference_folder, base)
+        view = dataclasses.replace(view, reference_folder=_resolved(view.reference_folder, base))
     return Project(
         models=models,
         images=[_resolved(str(p), base) for p in data.get("images") or []],

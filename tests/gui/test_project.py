@@ -105,3 +105,16 @@ def test_a_bad_project_file_gives_a_clear_message(window, tmp_path, monkeypatch,
     assert not window.open_project(str(path))
     assert shown[0][0] == "Cannot open project" and message in shown[0][1]
     assert window.project_path is None
+
+
+def test_a_project_with_a_reference_folder_opens_again(window, tmp_path):
+    from kdx_gui.state.project import Project, load_project, save_project
+    from kdx_gui.state.session import ViewSettings
+
+    (tmp_path / "reference").mkdir()
+    view = ViewSettings(reference_folder=str(tmp_path / "reference"), method="layercam")
+    path = save_project(Project(view=view), tmp_path / "study.kdx")
+    loaded = load_project(path)
+    assert loaded.view == view
+    assert window.open_project(str(path))
+    assert window.session.settings.reference_folder == str(tmp_path / "reference")
