@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 import torch
 
 from .preprocessing import Preprocessing
+from .probabilities import LOGITS_OUTPUT, OutputKind
 
 LOGITS = "logits"
 PENULTIMATE = "@penultimate"
@@ -111,6 +112,8 @@ class ModelInfo:
     preprocessing: Preprocessing
     sha256: str
     notes: tuple[str, ...] = ()
+    output: OutputKind = LOGITS_OUTPUT  # logits, or probabilities explained at the softmax's input
+    preprocessing_origin: str = ""  # where the preprocessing came from, one line ("no sidecar: ImageNet preset, 224 px")
 
 
 class Forward(ABC):

@@ -34,9 +34,12 @@ from .backend import ModelBackend, ModelInfo, model_label
 from .export_program import load_export
 from ..file_reading import special_kind
 from .outputs import logits_of
-from .preprocessing import Preprocessing, read_sidecar, sidecar_path
+from .preprocessing import OPTIONS_SOURCE, Preprocessing, PreprocessingOptions, read_sidecar, sidecar_path
+from .preprocessing import crop_resize as _crop_resize
+from .probabilities import (FROM_LOG, FROM_OUTPUT, FROM_SOFTMAX_INPUT, LOG_PROBABILITIES, LOGITS,
+                            LOGITS_OUTPUT, PROBABILITIES, OutputKind, SoftmaxCalls, probe_inputs, values_kind)
 from .registry import Architecture, architecture_match, fingerprint, get_architecture
-from .script_backend import ScriptModuleBackend
+from .script_backend import ScriptModuleBackend, _forward_graph, final_softmax
 from .torch_backend import TorchModuleBackend
 
 FALLBACK_PRESET = Preprocessing(input_size=224, resize=256, source="imagenet-fallback")
@@ -44,6 +47,8 @@ FALLBACK_NOTE = ("no .kdx.json sidecar and no family preset: ImageNet preset use
                  "as torchvision's classifiers; set the preprocessing if the model was trained otherwise")
 CROP_FRACTION = 0.875  # torchvision's and timm's evaluation crop: resize to size/0.875, centre-crop size
 MIN_CROPPED_SIZE = 96  # smaller inputs (CIFAR-like) are resized straight to the input size
+COMMON_SIZES = (32, 64, 96, 128, 224, 256, 299, 384)  # tried in turn when the fallback size fails
+MAX_CAUSE = 300  # characters of a model's own error kept in a message
 ONNX_ROUTES = ("onnxruntime", "onnx2torch")
 MAX_DESCRIBED_PICKLE = 16 * 1024 * 1024
 _LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
@@ -106,11 +111,13 @@ def load_model(
     trust_pickle: bool = False,
     preprocessing: Preprocessing | None = None,
     onnx_route: str = "onnxruntime",
+    options: PreprocessingOptions | None = None,
 ) -> ModelBackend:
     """Load ``path`` into a backend. ``arch`` overrides architecture recognition; ``which`` picks
     ``"student"`` or ``"teacher"`` from a checkpoint holding both; ``trust_pickle`` allows a full
     pickled module (it runs code from the file). ``onnx_route``: ``"onnxruntime"`` (onnx-ad gradients)
-    or ``"onnx2torch"`` (converted to PyTorch when logits match, else onnxruntime)."""
+    or ``"onnx2torch"`` (converted to PyTorch when logits match, else onnxruntime). ``options`` (the
+    command line's preprocessing) apply when neither ``preprocessing`` nor a sidecar is given."""
     path = Path(path)
     kind = special_kind(path)
     if kind is not None:
@@ -120,7 +127,7 @@ def load_model(
     if path.stat().st_size == 0:
         raise ModelLoadError(f"{path.name}: file is empty")
     try:
-        return _load_model_file(path, arch, which, trust_pickle, preprocessing, onnx_route)
+        return _load_model_file(path, arch, which, trust_pickle, preprocessing, onnx_route, options)
     except UntrustedPickleError:
         raise
     except ModelLoadError as exc:
@@ -130,7 +137,7 @@ def load_model(
         raise
 
 
-def _load_model_file(path: Path, arch, which, trust_pickle, preprocessing, onnx_route) -> ModelBackend:
+def _load_model_file(path: Path, arch, which, trust_pickle, preprocessing, onnx_route, options) -> ModelBackend:
     """``load_model`` once the file is known to exist and not be empty."""
     fmt = detect_format(path)
     try:
@@ -138,8 +145,9 @@ def _load_model_file(path: Path, arch, which, trust_pickle, preprocessing, onnx_
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
     if fmt == "onnx":
-        return _load_onnx(path, preprocessing or sidecar, onnx_route)
+        return _load_onnx(path, preprocessing or sidecar, onnx_route, options)
     notes: list[str] = []
+    given = preprocessing is not None or sidecar is not None  # the command line's options apply otherwise
     label = "torch.export program (.pt2)" if fmt == "torch_export" or path.suffix.lower() == ".pt2" \
         else FORMAT_LABELS.get(fmt, fmt + " file")
     architecture = None  # the registry's, fitted to the weights: its preset applies (state_dicts only)
@@ -169,22 +177,30 @@ def _load_model_file(path: Path, arch, which, trust_pickle, preprocessing, onnx_
         raise ModelLoadError(f"{path.name}: not a readable {label} ({_reader_problem(exc)})") from exc
     check_finite_parameters(module, path.name)
     config = preprocessing or sidecar or (architecture.preset if architecture is not None else FALLBACK_PRESET)
-    if config.source == "imagenet-fallback":
+    config, searchable = _with_options(config, options if not given else None)
+    run_one = lambda x: logits_of(module.eval()(x))  # noqa: E731
+    config, first = _probe_sizes(run_one, config, path, notes, searchable)
+    if config.source == FALLBACK_PRESET.source:
         notes.append(FALLBACK_NOTE.format(geometry=_geometry(config)))
-    num_classes = _probe_num_classes(module, config, path)
+    num_classes = int(first.shape[1])
+    find = (lambda: _script_softmax(module)) if fmt == "torchscript" else (lambda: _eager_softmax(module, config))
+    output = _output_kind(run_one, config, first, find, path)
+    if not output.is_logits:
+        notes.append(f"output: {output.describe()}")
     config = _with_class_names(config, num_classes, path)
     info = ModelInfo(
         path=str(path), format=fmt, backend="torchscript" if fmt == "torchscript" else "pytorch",
         architecture=arch_name or (config.architecture if config.source == "sidecar" else None),
         num_classes=num_classes, num_parameters=sum(p.numel() for p in module.parameters()),
-        preprocessing=config, sha256=sha256_of(path), notes=tuple(notes),
+        preprocessing=config, sha256=sha256_of(path), notes=tuple(notes), output=output,
+        preprocessing_origin=_origin(config, path, notes),
     )
     if fmt == "torchscript":
         return ScriptModuleBackend(module, info)
     return TorchModuleBackend(module, info)
 
 
-def _load_onnx(path: Path, config: Preprocessing | None, route: str) -> ModelBackend:
+def _load_onnx(path: Path, config: Preprocessing | None, route: str, options=None) -> ModelBackend:
     """An ONNX file in onnxruntime (gradients through onnx-ad heads), or converted by onnx2torch when
     asked for and its logits match onnxruntime's; the route used is in ``info.backend`` and the notes."""
     from .onnx_backend import OnnxBackend
@@ -198,12 +214,14 @@ def _load_onnx(path: Path, config: Preprocessing | None, route: str) -> ModelBac
     except OnnxGraphError as exc:
         raise ModelLoadError(f"{path.name}: {exc}") from exc
     _check_finite_initializers(graph.model, path.name)
+    searchable = False
     if config is None:
         config = FALLBACK_PRESET
         if graph.fixed_size:
             config = _preset_of_size(graph.fixed_size, path, "ONNX graph")
             notes.append(f"input size {graph.fixed_size} read from the ONNX graph")
-        notes.append(FALLBACK_NOTE.format(geometry=_geometry(config)))
+        config, searchable = _with_options(config, options)
+        searchable = searchable and not graph.fixed_size
     if graph.fixed_batch:
         notes.append(f"exported with a fixed batch of {graph.fixed_batch}: batches run in chunks of that size")
     if not graph.named_by_module:
@@ -218,10 +236,21 @@ def _load_onnx(path: Path, config: Preprocessing | None, route: str) -> ModelBac
         backend: ModelBackend = OnnxBackend(graph, info)
     except Exception as exc:  # onnxruntime refuses the graph: an unsupported op or a broken model
         raise ModelLoadError(f"{path.name}: onnxruntime cannot run this model ({first_line(exc)})") from exc
-    logits = _probe_onnx_logits(backend, config, path)
+    config, logits = _probe_sizes(backend.logits, config, path, notes, searchable)
+    if config.source == FALLBACK_PRESET.source:
+        notes.append(FALLBACK_NOTE.format(geometry=_geometry(config)))
+    if graph.final_softmax is not None:
+        name, op = graph.final_softmax
+        output = OutputKind(PROBABILITIES if op == "Softmax" else LOG_PROBABILITIES, FROM_SOFTMAX_INPUT,
+                            f"node {name!r} ({op})")
+    else:
+        output = _output_kind(backend.logits, config, logits, lambda: None, path)
+    if not output.is_logits:
+        notes.append(f"output: {output.describe()}")
     config = _with_class_names(config, int(logits.shape[1]), path)
     notes.append(f"route: onnxruntime, gradients through onnx-ad {_version('onnx-ad')} heads")
-    info = dataclasses.replace(info, num_classes=int(logits.shape[1]), preprocessing=config, notes=tuple(notes))
+    info = dataclasses.replace(info, num_classes=int(logits.shape[1]), preprocessing=config, notes=tuple(notes),
+                               output=output, preprocessing_origin=_origin(config, path, notes))
     backend.info = info
     if route == "onnx2torch":
         from .onnx_torch import onnx2torch_backend
@@ -248,16 +277,123 @@ def _preset_of_size(size: int, path: Path, where: str) -> Preprocessing:
         raise ModelLoadError(f"{path.name}: the {where} fixes an input size of {size}; {exc}") from exc
 
 
-def _probe_onnx_logits(backend, config: Preprocessing, path: Path) -> torch.Tensor:
-    x = torch.zeros(1, 3, config.input_size, config.input_size)
+def _probe(run_one, config: Preprocessing, path: Path) -> torch.Tensor:
+    """The N×K output of a mean-grey image at the config's size; ModelLoadError with the model's own cause."""
+    size = config.input_size
     try:
-        logits = backend.logits(x)
-    except Exception as exc:  # onnxruntime's errors on a wrong input size or a broken graph
-        raise ModelLoadError(
-            f"{path.name}: model failed on a {config.input_size}×{config.input_size} input ({first_line(exc)})") from exc
-    if logits.dim() != 2:
-        raise ModelLoadError(f"{path.name}: model output has shape {tuple(logits.shape)}, expected N×classes")
-    return logits
+        with torch.no_grad():
+            output = run_one(torch.zeros(1, getattr(config, "channels", 3), size, size))
+    except Exception as exc:  # a model's own error (wrong input size, broken graph): report it, never crash
+        raise ModelLoadError(f"{path.name}: model failed on a {size}×{size} input ({failure_cause(exc)})") from exc
+    if output.dim() != 2:
+        raise ModelLoadError(f"{path.name}: model output has shape {tuple(output.shape)}, expected N×classes")
+    return output
+
+
+def _with_options(config: Preprocessing, options: PreprocessingOptions | None) -> tuple[Preprocessing, bool]:
+    """``config`` with the command line's options over it, and whether its input size is only the
+    fallback's (so other sizes may be tried when it fails)."""
+    searchable = config.source == FALLBACK_PRESET.source and config.input_size == FALLBACK_PRESET.input_size
+    if options is None or not options.given:
+        return config, searchable
+    return options.apply(config), searchable and not options.sets_size
+
+
+def _origin(config: Preprocessing, path: Path, notes: list[str]) -> str:
+    """Where the preprocessing came from, in one line: what every command prints for a model without a
+    sidecar, and what every output file records."""
+    size = f"{config.input_size} px" + (f" (resize {config.resize})" if config.resize else "")
+    if config.source == "sidecar":
+        return f"sidecar {sidecar_path(path).name}"
+    if config.source == OPTIONS_SOURCE:
+        return f"no sidecar: preprocessing options given, {size}"
+    if config.source == FALLBACK_PRESET.source:
+        how = next((f", {note.split(' read from ')[0].replace('input size ', '')} px read from "
+                    f"{note.split(' read from ')[1]}" for note in notes if " read from the " in note), "")
+        if any("common sizes" in note for note in notes):
+            how = ", the first common size it runs at"
+        return f"no sidecar: ImageNet preset (mean/std), {size}{how}"
+    if config.source == "family-preset" or config.architecture:
+        return f"no sidecar: preset of {config.architecture or 'its family'}, {size}"
+    return f"{config.source}, {size}"
+
+
+def _probe_sizes(run_one, config: Preprocessing, path: Path, notes: list[str],
+                 searchable: bool) -> tuple[Preprocessing, torch.Tensor]:
+    """The config and its probe output; when the fallback's size fails (``searchable``), the first of the
+    common sizes that runs (said in a note), else the fallback's failure with the sizes tried."""
+    try:
+        return config, _probe(run_one, config, path)
+    except ModelLoadError as exc:
+        if not searchable:
+            raise
+        failure = exc
+    sizes = ", ".join(map(str, COMMON_SIZES))
+    for size in COMMON_SIZES:
+        if size == config.input_size:
+            continue
+        candidate = dataclasses.replace(config, input_size=size, resize=_crop_resize(size))
+        try:
+            output = _probe(run_one, candidate, path)
+        except ModelLoadError:
+            continue
+        cause = str(failure).partition(": ")[2]
+        notes.append(f"no input size known and {cause}; input size {size} used, the first of the common sizes "
+                     f"({sizes}) the model runs at: set the size it was trained at if it is another")
+        return candidate, output
+    raise ModelLoadError(f"{failure}; it runs at none of the common sizes ({sizes}) either: set the input size "
+                         "it was trained at (--input-size, or the window's Preprocessing…)") from failure
+
+
+_CAUSE_LINE = re.compile(r"^\s*(?:[\w.]+(?:Error|Exception)):\s*(\S.*)$")
+_HIDING_FIRST_LINES = ("The following operation failed in the TorchScript interpreter", "Traceback of TorchScript")
+
+
+def failure_cause(exc: BaseException) -> str:
+    """The underlying cause in a model's error, on one line: a TorchScript interpreter error's last
+    ``…Error: cause`` line (its first line only says that the interpreter failed), else the first line;
+    cut at ``MAX_CAUSE`` characters."""
+    text = str(exc).strip()
+    cause = first_line(exc)
+    if text.startswith(_HIDING_FIRST_LINES):
+        found = [m.group(1) for m in map(_CAUSE_LINE.match, text.splitlines()) if m]
+        cause = found[-1].rstrip(".") if found else cause
+    return cause if len(cause) <= MAX_CAUSE else cause[:MAX_CAUSE - 1] + "…"
+
+
+def _output_kind(run_one, config: Preprocessing, first: torch.Tensor, find_softmax, path: Path) -> OutputKind:
+    """Logits, or probabilities/log-probabilities when every probe image's row says so (``first`` is the
+    mean-grey image's); then the final softmax's input when ``find_softmax()`` names one, else the log."""
+    kind = values_kind(first)
+    if kind == LOGITS:
+        return LOGITS_OUTPUT
+    for x in probe_inputs(config.input_size, config.mean, config.std, getattr(config, "channels", 3))[1:]:
+        try:
+            with torch.no_grad():
+                output = run_one(x)
+        except Exception as exc:  # a model's own error on a random image
+            raise ModelLoadError(f"{path.name}: model failed on a random {config.input_size}×{config.input_size} "
+                                 f"input ({failure_cause(exc)})") from exc
+        if values_kind(output) != kind:
+            return LOGITS_OUTPUT
+    where = find_softmax()
+    if where is not None:
+        return OutputKind(kind, FROM_SOFTMAX_INPUT, where)
+    return OutputKind(kind, FROM_LOG if kind == PROBABILITIES else FROM_OUTPUT)
+
+
+def _eager_softmax(module, config: Preprocessing) -> str | None:
+    """The softmax call whose result a module returns (seen while it runs), or None."""
+    x = torch.zeros(1, getattr(config, "channels", 3), config.input_size, config.input_size)
+    with torch.no_grad(), SoftmaxCalls() as calls:
+        output = logits_of(module(x))
+    found = calls.input_of(output)
+    return f"{found[1]} call" if found is not None else None
+
+
+def _script_softmax(module) -> str | None:
+    found = final_softmax(module, _forward_graph(module)[1])
+    return found[1] if found is not None else None
 
 
 def _with_class_names(config: Preprocessing, num_classes: int, path: Path) -> Preprocessing:
@@ -463,19 +599,6 @@ def _matching_architecture(state_dict, arch_name, notes, name) -> tuple[Architec
         notes.append("parameters also fit: " + ", ".join(a.name for a, _ in matches[1:]))
     notes.append(f"architecture recognised from parameter names and shapes: {matches[0][0].name}")
     return matches[0]
-
-
-def _probe_num_classes(module, config: Preprocessing, path: Path) -> int:
-    x = torch.zeros(1, 3, config.input_size, config.input_size)
-    try:
-        with torch.no_grad():
-            logits = logits_of(module.eval()(x))
-    except Exception as exc:  # a model's own error: report it, never crash
-        raise ModelLoadError(
-            f"{path.name}: model failed on a {config.input_size}×{config.input_size} input ({first_line(exc)})") from exc
-    if logits.dim() != 2:
-        raise ModelLoadError(f"{path.name}: model output has shape {tuple(logits.shape)}, expected N×classes")
-    return int(logits.shape[1])
 
 
 def check_same_classes(*backends: ModelBackend) -> None:

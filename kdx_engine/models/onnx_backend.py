@@ -17,6 +17,7 @@ from ..messages import first_line
 from .backend import INPUT, LOGITS, PENULTIMATE, Forward, LayerError, ModelBackend, ModelInfo, UnknownLayerError
 from .onnx_graph import OnnxGraph
 from .onnx_heads import GRADIENT_FREE_HINT, GradientUnavailable, Head, Heads, make_session, shared_weights
+from .probabilities import FROM_LOG, PROBABILITIES, logits_from
 
 
 class OnnxForward(Forward):
@@ -28,7 +29,7 @@ class OnnxForward(Forward):
         self._values = values
         self._layers = set(layers)
         self.grad_layer = grad_layer
-        self.logits = torch.from_numpy(values[backend.graph.logits_name])
+        self.logits = logits_from(torch.from_numpy(values[backend.graph.logits_name]), backend.info.output)
         names = dict.fromkeys([*layers, *([grad_layer] if grad_layer else [])])
         self.activations = {name: backend.activation(name, values) for name in names}
 
@@ -44,6 +45,8 @@ class OnnxForward(Forward):
             if (name != LOGITS and name not in self._layers) or tensor == start or tensor not in downstream:
                 raise LayerError(f"{name!r} is not downstream of the gradient layer {self.grad_layer!r}")
             value = cotangent.detach().cpu().numpy().astype(np.float32).reshape(self._values[tensor].shape)
+            if name == LOGITS and _log_of_output(backend):  # d log p = dp / p
+                value = value / np.maximum(self._values[tensor], np.finfo(np.float32).tiny)
             seeds[tensor] = seeds[tensor] + value if tensor in seeds else value
         outputs = tuple(sorted(seeds))
         shapes = {name: value.shape for name, value in self._values.items()}
@@ -155,8 +158,12 @@ class OnnxBackend(ModelBackend):
             feeds.update(self.run_model(batch, head.inputs[1:]))
             feeds = {name: feeds[name] for name in head.inputs}
         (logits,) = self.run_batched(head, feeds)
-        return torch.from_numpy(logits)
+        return logits_from(torch.from_numpy(logits), self.info.output)
 
+
+
+def _log_of_output(backend: OnnxBackend) -> bool:
+    return backend.info.output.kind == PROBABILITIES and backend.info.output.logits == FROM_LOG
 
 
 def _as_array(value: torch.Tensor) -> np.ndarray:

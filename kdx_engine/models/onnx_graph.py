@@ -88,6 +88,7 @@ class OnnxGraph:
 
     def __init__(self, model: onnx.ModelProto):
         self.model = model
+        _negative_dims_as_symbols(model)
         try:
             self.inferred = shape_inference.infer_shapes(model, data_prop=True)
         except Exception as exc:
@@ -104,8 +105,11 @@ class OnnxGraph:
         if input_shape is None or len(input_shape) != 4:
             raise OnnxGraphError(f"the model input has shape {input_shape}; expected N×C×H×W")
         self.input_shape = input_shape
-        self.logits_name = graph.output[0].name
+        self.output_name = graph.output[0].name
         self.producer = {name: index for index, node in enumerate(self.nodes) for name in node.output if name}
+        softmax = self._final_softmax()
+        self.final_softmax = (softmax.name or softmax.output[0], softmax.op_type) if softmax is not None else None
+        self.logits_name = softmax.input[0] if softmax is not None else self.output_name
         self.consumers: dict[str, list[int]] = {}
         for index, node in enumerate(self.nodes):
             for name in node.input:
@@ -125,6 +129,22 @@ class OnnxGraph:
         height, width = self.input_shape[2:]
         return height if height is not None and height == width else None
 
+    def _final_softmax(self):
+        """The Softmax/LogSoftmax node over the classes whose result is the model's output (through
+        Identity nodes): its input is then the logits. None when the output is not a softmax's."""
+        index = self.producer.get(self.output_name)
+        while index is not None and self.nodes[index].op_type == "Identity":
+            index = self.producer.get(self.nodes[index].input[0])
+        node = self.nodes[index] if index is not None else None
+        if node is None or node.op_type not in ("Softmax", "LogSoftmax") or node.domain not in ("", "ai.onnx"):
+            return None
+        opset = next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 13)
+        axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"),
+                    -1 if opset >= 13 else 1)
+        shape = self.types.get(node.input[0], TensorType(0, None)).shape
+        over_classes = axis == 1 or (axis == -1 and (shape is None or len(shape) == 2))
+        return node if over_classes else None
+
     def tensor(self, layer: str) -> str:
         """The graph tensor behind a layer name (a module name, or a tensor name itself)."""
         if layer in self.layers:
@@ -140,7 +160,8 @@ class OnnxGraph:
         existing = {value.name for value in model.graph.output}
         for name in dict.fromkeys(names):
             if name not in existing:
-                model.graph.output.append(helper.make_tensor_value_info(name, self.types[name].elem_type, None))
+                elem_type = self.types.get(name, TensorType(TensorProto.FLOAT, None)).elem_type
+                model.graph.output.append(helper.make_tensor_value_info(name, elem_type, None))
         return model
 
     def order_key(self, tensor: str) -> int:
@@ -208,6 +229,18 @@ class OnnxGraph:
                 tensor = escaping.pop()
                 found.append((self.order_key(tensor), -module.count("."), module, tensor))
         return {module: tensor for _, _, module, tensor in sorted(found)}
+
+
+def _negative_dims_as_symbols(model: onnx.ModelProto) -> None:
+    """Dimensions written as −1 (paddle2onnx) or another value below 1 are dynamic: made symbolic in place,
+    so the batch is not read as a fixed batch of −1 and shape inference does not carry −1 on."""
+    graph = model.graph
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        if not value.type.tensor_type.HasField("shape"):
+            continue
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.HasField("dim_value") and dim.dim_value < 1:
+                dim.dim_param = f"{value.name}_dim{axis}"  # setting dim_param clears dim_value (a oneof)
 
 
 def _has_module_names(nodes) -> bool:

@@ -112,6 +112,10 @@ class Preprocessing:
         if version > SIDECAR_VERSION:
             raise ValueError(f"sidecar version {version} is newer than this KDX understands ({SIDECAR_VERSION})")
         known = {f.name for f in dataclasses.fields(cls)} - {"source"}
+        unknown = [k for k in data if k not in known and k != "version"]
+        if unknown:  # a misspelt key would otherwise fall back to a default without a word
+            raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown[:5]))}"[:200]
+                             + f"; the keys are version, {', '.join(sorted(known))}")
         kwargs = {k: v for k, v in data.items() if k in known}
         for key in ("mean", "std"):
             if key in kwargs and not isinstance(kwargs[key], list):
@@ -133,6 +137,55 @@ IMAGENET_PRESET = Preprocessing(input_size=224, resize=256, source="imagenet-def
 CIFAR_PRESET = Preprocessing(input_size=32, resize=None, mean=CIFAR_MEAN, std=CIFAR_STD, source="cifar-preset")
 
 
+CROP_FRACTION = 0.875  # torchvision's and timm's evaluation crop: resize to size/0.875, centre-crop size
+MIN_CROPPED_SIZE = 96  # smaller inputs (CIFAR-like) are resized straight to the input size
+OPTIONS_SOURCE = "command-line"
+
+
+def crop_resize(size: int) -> int | None:
+    """The resize that goes with an input size when none is given: size/0.875 from 96 px up, else none."""
+    return int(size / CROP_FRACTION) if size >= MIN_CROPPED_SIZE else None
+
+
+@dataclass(frozen=True)
+class PreprocessingOptions:
+    """Preprocessing given for models without a sidecar (the command line's ``--preprocessing FILE``,
+    ``--input-size``, ``--resize``, ``--mean``, ``--std``): ``base`` (a sidecar-format config) replaces
+    the model's preset or fallback, then each given field replaces that field. ``resize`` 0 means none;
+    an input size without a resize takes ``crop_resize``'s."""
+
+    base: Preprocessing | None = None
+    input_size: int | None = None
+    resize: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        self.apply(self.base or Preprocessing())  # a bad value fails here, before any model is loaded
+
+    @property
+    def sets_size(self) -> bool:
+        return self.base is not None or self.input_size is not None
+
+    @property
+    def given(self) -> bool:
+        return self.sets_size or any(v is not None for v in (self.resize, self.mean, self.std))
+
+    def apply(self, config: Preprocessing) -> Preprocessing:
+        """``config`` (a model's preset or fallback) with these options put over it."""
+        config = self.base or config
+        changes: dict = {"source": OPTIONS_SOURCE}
+        if self.input_size is not None:
+            changes.update(input_size=self.input_size, resize=crop_resize(self.input_size))
+        if self.resize is not None:
+            changes["resize"] = self.resize or None
+        if self.mean is not None:
+            changes["mean"] = self.mean
+        if self.std is not None:
+            changes["std"] = self.std
+        return dataclasses.replace(config, **changes)
+
+
 def sidecar_path(model_path: str | os.PathLike) -> Path:
     return Path(str(model_path) + SIDECAR_SUFFIX)
 
@@ -142,6 +195,12 @@ def read_sidecar(model_path: str | os.PathLike) -> Preprocessing | None:
     path = sidecar_path(model_path)
     if not os.path.lexists(path):
         return None
+    return read_preprocessing_file(path)
+
+
+def read_preprocessing_file(path: str | os.PathLike, source: str = "sidecar") -> Preprocessing:
+    """A sidecar-format JSON file's config; ValueError naming the file and the bad key."""
+    path = Path(path)
     try:
         data = json.loads(read_limited_text(path, SIDECAR_LIMIT, "preprocessing sidecar"))
     except SpecialFileError as exc:
@@ -151,7 +210,7 @@ def read_sidecar(model_path: str | os.PathLike) -> Preprocessing | None:
     except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ValueError(f"{path.name}: unreadable preprocessing sidecar ({exc})") from exc
     try:
-        return Preprocessing.from_json(data)
+        return Preprocessing.from_json(data, source=source)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path.name}: bad preprocessing sidecar: {exc}") from exc
 

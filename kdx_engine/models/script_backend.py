@@ -13,6 +13,7 @@ import torch
 
 from .backend import INPUT, PENULTIMATE, Forward, ModelBackend, ModelInfo, UnknownLayerError, model_label
 from .outputs import logits_of
+from .probabilities import FROM_SOFTMAX_INPUT, logits_from
 from .torch_backend import TorchForward
 
 
@@ -25,6 +26,7 @@ class ScriptModuleBackend(ModelBackend):
             param.requires_grad_(False)
         self.info = info
         self._method, graph = _forward_graph(self.module)
+        self._softmax_cut = info.output.logits == FROM_SOFTMAX_INPUT  # return the final softmax's input
         self._children = _child_calls(graph)
         self._functions: dict[tuple, torch._C.ScriptFunction] = {}
 
@@ -36,7 +38,11 @@ class ScriptModuleBackend(ModelBackend):
         return [name for name in self._children if name in names]
 
     def _graph_copy(self) -> torch._C.Graph:
-        return self.module._c._get_method(self._method).graph.copy()
+        graph = self.module._c._get_method(self._method).graph.copy()
+        found = final_softmax(self.module, graph) if self._softmax_cut else None
+        if found is not None:
+            graph.return_node().replaceInput(0, found[0])
+        return graph
 
     def _value(self, graph: torch._C.Graph, layer: str):
         if layer == PENULTIMATE:
@@ -87,7 +93,7 @@ class ScriptModuleBackend(ModelBackend):
         args = (self.module._c, x) if replaced is None else (self.module._c, x, replacement)
         out = fn(*args)
         # a traced identity module (timm's ``norm_pre``, ``fc_norm``) can leave no tensor: not a layer output
-        return logits_of(out[0]), {name: value for name, value in zip(layers, out[1:]) if isinstance(value, torch.Tensor)}
+        return logits_from(logits_of(out[0]), self.info.output), {name: value for name, value in zip(layers, out[1:]) if isinstance(value, torch.Tensor)}
 
     def forward(self, x: torch.Tensor, layers: Sequence[str] = (), grad_layer: str | None = None) -> Forward:
         layers = list(dict.fromkeys(layers))
@@ -129,6 +135,43 @@ def _forward_graph(module) -> tuple[str, torch._C.Graph]:
             method = calls[0].s("name")
             continue
         return method, graph
+
+
+_SOFTMAX_FUNCTIONS = ("softmax", "log_softmax")
+_SOFTMAX_MODULES = ("Softmax", "LogSoftmax")
+
+
+def final_softmax(module, graph) -> tuple[torch._C.Value, str] | None:
+    """The value entering the softmax over the classes whose result ``graph`` returns (an ``aten::softmax``
+    or ``aten::log_softmax`` op, a scripted ``F.softmax`` call, or a call of an ``nn.Softmax`` child),
+    with the softmax's name; None when the output does not come straight from one."""
+    node = graph.return_node().inputsAt(0).node()
+    kind = node.kind()
+    if kind in ("aten::softmax", "aten::log_softmax"):
+        value, dim, name = node.inputsAt(0), _constant(node.inputsAt(1)), kind
+    elif kind == "prim::CallFunction":
+        function = str(node.inputsAt(0).type()).rsplit(".", 1)[-1]
+        if function not in _SOFTMAX_FUNCTIONS or node.inputsSize() < 3:
+            return None
+        value, dim, name = node.inputsAt(1), _constant(node.inputsAt(2)), f"F.{function}"
+    elif kind == "prim::CallMethod" and node.s("name") == "forward" and node.inputsAt(0).node().kind() == "prim::GetAttr":
+        source = node.inputsAt(0).node()
+        if source.inputsAt(0).unique() != next(iter(graph.inputs())).unique():
+            return None
+        child = getattr(module, source.s("name"), None)
+        if getattr(child, "original_name", None) not in _SOFTMAX_MODULES:
+            return None
+        value, dim, name = node.inputsAt(1), getattr(child, "dim", None), f"{source.s('name')} ({child.original_name})"
+    else:
+        return None
+    return (value, name) if dim in (1, -1, None) else None
+
+
+def _constant(value):
+    try:
+        return value.toIValue()
+    except RuntimeError:  # not a constant
+        return "unknown"
 
 
 def _child_calls(graph) -> dict[str, torch._C.Node]:

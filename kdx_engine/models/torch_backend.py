@@ -15,6 +15,7 @@ from torch import nn
 from .backend import (INPUT, LOGITS, PENULTIMATE, Forward, LayerError, ModelBackend, ModelInfo, UnknownLayerError,
                       head_input, is_head_input, model_label)
 from .outputs import first_tensor, logits_of
+from .probabilities import FROM_SOFTMAX_INPUT, SoftmaxCalls, logits_from
 
 
 class TorchForward(Forward):
@@ -117,7 +118,7 @@ class TorchModuleBackend(ModelBackend):
                     stack.enter_context(_pre_hook(module, name, capture, make_leaf if name == grad_layer else None))
                 else:
                     stack.enter_context(_post_hook(module, name, capture, make_leaf if name == grad_layer else None))
-            logits = logits_of(self.module(x))
+            logits = self._logits(x)
         if grad_layer is not None and state["leaf"] is None:
             raise RuntimeError(f"layer {grad_layer!r} did not run during the forward pass")
         missing = [name for name in layers if name not in captured]
@@ -132,7 +133,19 @@ class TorchModuleBackend(ModelBackend):
         replace = lambda _value: activation  # noqa: E731
         hook = _pre_hook if is_head_input(layer) else _post_hook
         with hook(module, layer, lambda *_: None, replace):
-            return logits_of(self.module(batch)).detach()
+            return self._logits(batch).detach()
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits of ``x`` as decided at load time: the output, the input of the final softmax, or log p."""
+        output = self.info.output
+        if output.logits != FROM_SOFTMAX_INPUT:
+            return logits_from(logits_of(self.module(x)), output)
+        with SoftmaxCalls() as calls:
+            result = logits_of(self.module(x))
+        found = calls.input_of(result)
+        if found is None:
+            raise RuntimeError(f"{model_label(self.info) or 'model'}: the final softmax found at load time did not run")
+        return found[0]
 
 
 class _Hook:
