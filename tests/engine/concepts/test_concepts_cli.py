@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from float32_tolerances import EPS32
 import kdx_engine.concepts.analysis as analysis
 import kdx_engine.concepts.export as export
 from kdx_engine.bundled import DEMO_DATASET, DEMO_MODELS
@@ -159,10 +160,17 @@ def _onnx_vs_torch(settings):
 
 
 def _agree(torch_map, onnx_map) -> None:
-    """99% of the cells within 1e-4, all within 1e-3, the same kept step (see the slow test: float32
-    rounding flips a few ReLUs near zero, and a flipped draw moves one cell's σ a little)."""
+    """Two float32 paths (PyTorch's kernels, onnxruntime's) agree cell by cell to float32 rounding, except
+    in the few cells where rounding flipped a ReLU near zero in one draw (see the slow test): that moves a
+    cell's σ by a step that does not shrink with the rounding (measured: up to 1.5e-4 here, 4.9e-4 with the
+    published settings; ONNX's own error against float64 is 1.5e-4 where PyTorch's is 1.2e-5, and on
+    another CPU the 99th percentile was 1.26e-4, over a former limit of 1e-4). So: the median cell within
+    16 EPS32 of the entropy's magnitude (measured 4.8e-7 ≈ 1 EPS32 of 3.5), 95% of the cells within 1e-4
+    (measured 251 of 256), every cell within 1e-3, and the same kept step; a wrong layer or normalisation
+    moves every cell by 1e-2 or more."""
     difference = np.abs(torch_map.entropy - onnx_map.entropy)
-    assert np.quantile(difference, 0.99) <= 1e-4 and difference.max() <= 1e-3
+    assert np.median(difference) <= 16 * EPS32 * np.abs(torch_map.entropy).max()
+    assert np.mean(difference <= 1e-4) >= 0.95 and difference.max() <= 1e-3
     assert torch_map.step == onnx_map.step
 
 

@@ -1,14 +1,14 @@
 """Dataset scans in process: every row equals what compare_image and the faithfulness metrics give for
 that image alone; unreadable files get a row; re-running resumes by file hash; the folder is guarded."""
 import json
-import math
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
 from PIL import Image
 
+from float32_tolerances import (NETWORK_RTOL, PROBABILITY_ATOL, energy_tolerance, pearson_tolerance,
+                                spearman_tolerance, top_iou_tolerance)
 from kdx_engine.bundled import DEMO_DATASET, DEMO_MODELS
 from kdx_engine.cams import deletion_insertion
 from kdx_engine.comparison import ComparisonSettings, UniCamCache, compare_image
@@ -16,6 +16,7 @@ from kdx_engine.data import ImageFolderDataset, load_image, to_batch
 from kdx_engine.scan import ScanModels, ScanSettings, prepare_scan, read_map, run_scan
 from kdx_engine.scan.job import reference_set
 from kdx_engine.zoo import write_demo_dataset
+from scan_compare import assert_maps_close, assert_same_rows
 
 SETTINGS = ScanSettings(unicam=True, faithfulness_steps=4, reference_n=8)
 
@@ -51,6 +52,11 @@ def test_every_row_equals_compare_image(scanned, models, dataset):
 
 
 def _assert_rows_equal_compare_image(out, job, models, dataset):
+    """Each row equals compare_image on that image alone, up to float32 rounding: the scan runs the models
+    on a batch, compare_image on one image, and the kernels (oneDNN's among them) may sum in another order
+    for another batch size or thread count. Maps are compared relative to their magnitude (NETWORK_RTOL),
+    values made from logits within PROBABILITY_ATOL, and each map metric within what the two versions of
+    its maps allow (see float32_tolerances): errors of a real bug are 1e-2 or more."""
     rows = _rows(out)
     reference, cache = reference_set(job), UniCamCache()
     folder = ImageFolderDataset(dataset, class_names=job.class_names)
@@ -63,27 +69,33 @@ def _assert_rows_equal_compare_image(out, job, models, dataset):
                                    unicam_cache=cache)
         assert row["sha256"] == image.sha256 and row["label"] == label and row["error"] is None
         assert row["has_mask"] == (image.mask is not None)
+        maps = {}
         for role, prediction in comparison.predictions.items():
             assert row[f"{role}_predicted"] == prediction.predicted
-            assert row[f"{role}_top1_prob"] == pytest.approx(prediction.probabilities.max(), abs=1e-6)
+            assert row[f"{role}_top1_prob"] == pytest.approx(prediction.probabilities.max(), abs=PROBABILITY_ATOL)
             assert row[f"{role}_correct"] == (prediction.predicted == label)
-            assert np.allclose(read_map(out, row, f"gradcam_{role}"), comparison.panels[role].values,
-                               atol=1e-6, equal_nan=True)
-        assert row["kl_teacher_student"] == pytest.approx(comparison.kl_teacher_student, abs=1e-6)
+            maps[role] = read_map(out, row, f"gradcam_{role}"), comparison.panels[role].values
+            assert_maps_close(*maps[role])
+        assert row["kl_teacher_student"] == pytest.approx(comparison.kl_teacher_student, abs=PROBABILITY_ATOL)
         metrics = comparison.map_metrics
-        for name in ("pearson", "spearman", "top_iou"):
-            assert row[f"gradcam_ts_{name}"] == pytest.approx(metrics[name], abs=1e-6)
+        pair = (*maps["teacher"], *maps["student"])
+        tolerances = {"pearson": pearson_tolerance(*pair), "spearman": spearman_tolerance(*pair),
+                      "top_iou": top_iou_tolerance(*pair)}
+        for name, tolerance in tolerances.items():
+            assert row[f"gradcam_ts_{name}"] == pytest.approx(metrics[name], abs=tolerance), name
         if image.mask is None:
             assert row["gradcam_teacher_energy"] is None and row["gradcam_student_pointing"] is None
         else:
-            assert row["gradcam_teacher_energy"] == pytest.approx(metrics["energy_a"], abs=1e-6)
-            assert row["gradcam_student_energy"] == pytest.approx(metrics["energy_b"], abs=1e-6)
-            assert row["gradcam_teacher_pointing"] == metrics["pointing_a"]
-            assert row["gradcam_student_pointing"] == metrics["pointing_b"]
+            for role, side in (("teacher", "a"), ("student", "b")):
+                assert row[f"gradcam_{role}_energy"] == pytest.approx(metrics[f"energy_{side}"],
+                                                                      abs=energy_tolerance(*maps[role]))
+                scanned_map, single_map = (np.nan_to_num(m, nan=-np.inf) for m in maps[role])
+                if np.argmax(scanned_map) == np.argmax(single_map):  # else a near-tie that rounding settled
+                    assert row[f"gradcam_{role}_pointing"] == metrics[f"pointing_{side}"]
         for key in ("distilled", "residual"):
             panel = comparison.panels[key]
-            assert np.allclose(read_map(out, row, f"unicam_{key}"), panel.values, atol=1e-6, equal_nan=True)
-            assert row[f"unicam_{key}_score"] == pytest.approx(panel.details["score"], rel=1e-6)
+            assert_maps_close(read_map(out, row, f"unicam_{key}"), panel.values)
+            assert row[f"unicam_{key}_score"] == pytest.approx(panel.details["score"], rel=NETWORK_RTOL)
 
 
 def test_a_batch_of_mixed_sizes_presets_and_masks_equals_compare_image(models, dataset, tmp_path):
@@ -131,8 +143,9 @@ def test_faithfulness_equals_the_engine_metric_on_one_image(scanned, models, dat
     cam = cam_method("gradcam")(student, layer=models["student"].layer)
     explanation = cam(x, TargetRule("predicted"))
     direct = deletion_insertion(x, explanation.maps, student.logits, explanation.targets, steps=4)
-    assert row["gradcam_student_deletion_auc"] == pytest.approx(float(direct.deletion_auc[0]), abs=1e-6)
-    assert row["gradcam_student_insertion_auc"] == pytest.approx(float(direct.insertion_auc[0]), abs=1e-6)
+    # the scan ran a batch, this one image: probabilities from two float32 paths
+    assert row["gradcam_student_deletion_auc"] == pytest.approx(float(direct.deletion_auc[0]), abs=PROBABILITY_ATOL)
+    assert row["gradcam_student_insertion_auc"] == pytest.approx(float(direct.insertion_auc[0]), abs=PROBABILITY_ATOL)
 
 
 def test_unreadable_image_gets_a_row_with_the_reason(scanned):
@@ -179,15 +192,8 @@ def test_batch_size_does_not_change_the_numbers(dataset, models, tmp_path):
         out = tmp_path / f"b{batch}"
         run_scan(prepare_scan(dataset, out, settings, models), models, batch_size=batch)
         tables.append(_rows(out))
-    for path, row in tables[0].items():
-        other = tables[1][path]
-        for key, value in row.items():
-            if key in ("maps_shard", "maps_offset"):
-                continue
-            if isinstance(value, float) and not math.isnan(value):
-                assert other[key] == pytest.approx(value, abs=1e-6), key
-            elif not isinstance(value, float):
-                assert other[key] == value, key
+    for path, row in tables[0].items():  # other batch sizes, other kernels: equal up to float32 rounding
+        assert_same_rows(tmp_path / "b3", row, tmp_path / "b7", tables[1][path])
 
 
 def test_cancel_keeps_the_finished_batches_and_a_rerun_resumes(dataset, models, tmp_path):
