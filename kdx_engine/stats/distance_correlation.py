@@ -11,7 +11,7 @@ import torch
 
 from kdx_engine.stats.gram import feature_rows, gram_matrix
 
-EPSILON = 1e-18
+EPSILON = 1e-18  # relative to the largest squared distance: scale-free (absolute where all are zero)
 MIN_SAMPLES = 4
 # A U-centred matrix (or a projection residual) whose entries all lie below this fraction of its
 # source's largest entry is rounding noise of an exact zero (all rows equal, all distances equal,
@@ -22,13 +22,16 @@ ROUNDING_TOLERANCE = 1e-12
 def distance_matrix_from_gram(gram) -> torch.Tensor:
     """n×n Euclidean distances sqrt(max(‖F_i‖²+‖F_j‖²−2⟨F_i,F_j⟩, 0) + ε) from a Gram matrix.
 
-    The diagonal is exactly sqrt(ε): ε keeps gradients finite where distances are zero.
+    ε = ``EPSILON`` × the largest squared distance (a constant of the data, no gradient), so scaling
+    the features scales every distance exactly; the diagonal is exactly sqrt(ε). ε keeps gradients
+    finite where distances are zero.
     """
     gram = torch.as_tensor(gram, dtype=torch.float64)
     squared_norms = torch.diagonal(gram)
     squared = (squared_norms[:, None] + squared_norms[None, :]).sub_(gram, alpha=2).clamp_min_(0)
     squared.diagonal().zero_()
-    return squared.add_(EPSILON).sqrt_()
+    largest = float(squared.detach().max()) if squared.numel() else 0.0
+    return squared.add_(EPSILON * largest if largest > 0 else EPSILON).sqrt_()
 
 
 def distance_matrix(features) -> torch.Tensor:
@@ -129,7 +132,8 @@ def _v_distance_matrix(features, normalise_rows: bool) -> torch.Tensor:
     rows = feature_rows(features)
     if normalise_rows:
         rows = rows / rows.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
-    return distance_matrix(rows) - math.sqrt(EPSILON)
+    distances = distance_matrix(rows)
+    return distances - distances.diagonal()[0]  # the diagonal holds exactly sqrt(ε)
 
 
 def v_dcor2(x, y, normalise_rows: bool = False) -> torch.Tensor:

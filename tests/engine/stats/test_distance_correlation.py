@@ -117,7 +117,8 @@ def test_distance_matrix_flattens_trailing_dims_and_matches_direct_distances():
     flat = features.reshape(7, -1).astype(np.float64)
     direct = np.sqrt(((flat[:, None] - flat[None]) ** 2).sum(-1))
     assert a.dtype == torch.float64 and a.shape == (7, 7)
-    np.testing.assert_allclose(a.numpy(), direct + np.eye(7) * 1e-9, rtol=0, atol=1e-12)
+    # the diagonal holds sqrt(ε) with ε = 1e-18 × the largest squared distance
+    np.testing.assert_allclose(a.numpy(), direct + np.eye(7) * 1e-9 * direct.max(), rtol=0, atol=1e-12)
 
 
 def test_u_centre_matches_dcor_and_has_zero_row_sums():

@@ -1,4 +1,4 @@
-"""Streamed Gram matrix equals X·Xᵀ in float64, in RAM and through a memmap."""
+"""Streamed Gram matrix equals X_c·X_cᵀ (column-centred rows) in float64, in RAM and through a memmap."""
 import tempfile
 
 import numpy as np
@@ -17,6 +17,7 @@ def batches_of(features, sizes):
 
 def exact_gram(features):
     rows = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    rows = rows - rows.mean(axis=0)
     return rows @ rows.T
 
 
@@ -69,4 +70,6 @@ def test_ending_early_gives_the_gram_of_the_rows_received():
     accumulator.update(rows[:3])
     accumulator.update(rows[3:])
     accumulator.end_early()
-    torch.testing.assert_close(accumulator.gram(), rows.float().double() @ rows.float().double().T)
+    stored = rows.float().double()
+    stored = stored - stored.mean(dim=0)
+    torch.testing.assert_close(accumulator.gram(), stored @ stored.T)
