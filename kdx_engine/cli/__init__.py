@@ -137,6 +137,17 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--which", choices=("student", "teacher"), help="model to take from a two-model checkpoint")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow a full pickled module (runs code from the file: only for files you trust)")
+    group = parser.add_argument_group(
+        "preprocessing", "for every model given that has no MODEL.kdx.json sidecar (a sidecar always wins): "
+        "--preprocessing FILE replaces its preset or fallback, then each option below replaces one value")
+    group.add_argument("--preprocessing", type=Path, metavar="FILE",
+                       help="a JSON file in the sidecar format (see README: 'The preprocessing sidecar')")
+    group.add_argument("--input-size", type=int, metavar="PX",
+                       help="square input size; without --resize, 96 px and up are resized to PX/0.875 and "
+                            "centre-cropped, smaller sizes resized straight to PX")
+    group.add_argument("--resize", type=int, metavar="PX", help="shorter side before the centre crop (0: none)")
+    group.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation mean, 0…1 scale")
+    group.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation std, 0…1 scale")
 
 
 def _pair_options(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -164,7 +175,53 @@ def _figure_columns() -> tuple[str, ...]:
 def _load(path: Path, args):
     from kdx_engine.models import load_model
 
-    return load_model(path, arch=args.arch, which=args.which, trust_pickle=args.trust_pickle)
+    backend = load_model(path, arch=args.arch, which=args.which, trust_pickle=args.trust_pickle,
+                         options=preprocessing_options(args))
+    print_model_notes([backend], args)
+    return backend
+
+
+def preprocessing_options(args):
+    """The command's ``--preprocessing``/``--input-size``/``--resize``/``--mean``/``--std`` (None when none is
+    given), checked once; a bad value is a BadInput naming the option."""
+    from kdx_engine.models.preprocessing import PreprocessingOptions, read_preprocessing_file
+
+    if "_preprocessing_options" in vars(args):
+        return args._preprocessing_options
+    values = {"input_size": args.input_size, "resize": args.resize, "mean": args.mean, "std": args.std}
+    base = None
+    if args.preprocessing is not None:
+        try:
+            base = read_preprocessing_file(args.preprocessing, source="command-line")
+        except ValueError as exc:
+            raise BadInput(f"--preprocessing {exc}") from exc
+    options = None
+    if base is not None or any(v is not None for v in values.values()):
+        try:
+            options = PreprocessingOptions(base=base, **{k: tuple(v) if isinstance(v, list) else v
+                                                         for k, v in values.items()})
+        except ValueError as exc:
+            raise BadInput(f"preprocessing options: {exc}".replace("'input_size'", "--input-size")
+                           .replace("'resize'", "--resize").replace("'mean'", "--mean").replace("'std'", "--std")) from exc
+    args._preprocessing_options = options
+    return options
+
+
+def print_model_notes(backends, args=None) -> None:
+    """One line on stderr per model whose preprocessing is a preset or fallback (no sidecar, no options),
+    or whose sidecar kept the options from applying; one per model whose output is probabilities."""
+    options = preprocessing_options(args) if args is not None else None
+    for backend in backends:
+        info = backend.info
+        name = Path(info.path).name
+        source = info.preprocessing.source
+        if source not in ("sidecar", "command-line") and info.preprocessing_origin:
+            print(f"note: {name}: {info.preprocessing_origin}", file=sys.stderr)
+        elif source == "sidecar" and options is not None:
+            print(f"note: {name}: its sidecar's preprocessing is used; the preprocessing options do not apply to it",
+                  file=sys.stderr)
+        if not info.output.is_logits:
+            print(f"note: {name}: output: {info.output.describe()}", file=sys.stderr)
 
 
 def run_info(args) -> int:
@@ -192,7 +249,8 @@ def run_info(args) -> int:
         "file": info.path, "format": info.format, "backend": info.backend, "architecture": info.architecture,
         "classes": list(pre.class_names), "num_classes": info.num_classes,
         "input_size": pre.input_size, "resize": pre.resize, "mean": list(pre.mean), "std": list(pre.std),
-        "preprocessing_source": pre.source, "parameters": info.num_parameters, "sha256": info.sha256,
+        "preprocessing_source": pre.source, "preprocessing_origin": info.preprocessing_origin,
+        "output": info.output.to_json(), "parameters": info.num_parameters, "sha256": info.sha256,
         "default_layer": default_layer,
         "layers": [{"name": l.name, "shape": list(l.shape), "stride": l.stride} for l in layers],
         "notes": list(info.notes),
@@ -208,6 +266,8 @@ def run_info(args) -> int:
     print(f"classes:       {info.num_classes} ({_short_list(pre.class_names)})")
     print(f"input:         {pre.input_size}×{pre.input_size}, resize {pre.resize or 'direct'}, "
           f"mean {list(pre.mean)}, std {list(pre.std)} [{pre.source}]")
+    print(f"preprocessing: {info.preprocessing_origin or pre.source}")
+    print(f"output:        {info.output.describe()}")
     print(f"parameters:    {info.num_parameters:,}")
     print(f"default layer: {default_layer}")
     print("layers (name, output shape, stride):")

@@ -52,7 +52,7 @@ def add_command(subparsers) -> None:
 
 
 def run_concepts(args) -> int:
-    from kdx_engine.cli import BadInput, EXIT_BAD_INPUT, _FractionBar, _load
+    from kdx_engine.cli import BadInput, EXIT_BAD_INPUT, _FractionBar, _load, preprocessing_options
     from kdx_engine.concepts.analysis import ConceptSettings, ModelSpec, analyse_concepts
     from kdx_engine.concepts.approximate import ApproximateSettings
     from kdx_engine.concepts.entropy_map import EntropySettings
@@ -95,7 +95,8 @@ def run_concepts(args) -> int:
             raise BadInput(f"--layer {layer}: {Path(backend.info.path).name} has no such layer (see kdx info)")
         specs.append(ModelSpec(role, backend, layer, series.get(role, ()), epochs if role in series else None,
                                args.weights_layer))
-    load_options = {"arch": args.arch, "which": args.which, "trust_pickle": args.trust_pickle}
+    load_options = {"arch": args.arch, "which": args.which, "trust_pickle": args.trust_pickle,
+                    "options": preprocessing_options(args)}
     result = analyse_concepts(specs, images, settings, Progress(_FractionBar("concepts")), workers=args.workers,
                               load_options=load_options, cache_folder=args.cache)
     provenance = {"command": "kdx concepts " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "kdx concepts",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import CAM_NAMES, EXIT_BAD_INPUT, BadInput, _FractionBar, _model_options
+from . import (CAM_NAMES, EXIT_BAD_INPUT, BadInput, _FractionBar, _model_options, preprocessing_options,
+               print_model_notes)
 
 LOCAL = "local"
 
@@ -84,8 +85,10 @@ def run_scan_command(args) -> int:
         check_ray()
     files = {role: str(path) for role, path in (("teacher", args.teacher), ("student", args.student),
                                                   ("base", args.base)) if path is not None}
-    spec = ScanModels(files, arch=args.arch, which=args.which, trust_pickle=args.trust_pickle)
+    spec = ScanModels(files, arch=args.arch, which=args.which, trust_pickle=args.trust_pickle,
+                      options=preprocessing_options(args))
     models = spec.load()
+    print_model_notes([model.backend for model in models.values()], args)
     job = prepare_scan(args.dataset, args.out, settings, models, reference_folder=args.reference,
                        overwrite=args.overwrite)
     if args.ray is None:

@@ -173,6 +173,7 @@ def model_record(model: ComparisonModel) -> dict:
     return {"file": info.path, "sha256": info.sha256, "format": info.format, "backend": info.backend,
             "architecture": info.architecture, "layer": model.layer,
             "preprocessing": {**info.preprocessing.to_json(), "source": info.preprocessing.source},
+            "preprocessing_origin": info.preprocessing_origin, "output": info.output.to_json(),
             "notes": list(info.notes)}
 
 

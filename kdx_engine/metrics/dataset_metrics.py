@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from ..stats.jackknife import (
     BIAS_CORRECTED_METHOD, LEVEL, U_STATISTIC_METHOD, jackknife_debiased_linear_cka, jackknife_linear_cka,
     jackknife_partial_r2, jackknife_r2_star, jackknife_semi_partial_r2,
 )
-from ..stats.distance_correlation import distance_matrix, distance_matrix_from_gram, label_embedding
+from ..stats.distance_correlation import distance_matrix, distance_matrix_from_gram, label_embedding, u_centre
 from ..stats.gram import GramAccumulator
 from ..values import Value
 
@@ -207,7 +207,10 @@ def dataset_metrics(
         n=n, n_labelled=n_labelled, stages=stages, fss=fss, fss_matrix=fss_matrix, cka_matrix=cka_matrix,
         rs=rs, partial_rs=partial_rs, skipped=skipped, seed=seed,
         models={role: {"file": m.info.path, "sha256": m.info.sha256, "format": m.info.format,
-                       "backend": m.info.backend, "architecture": m.info.architecture} for role, m in models.items()},
+                       "backend": m.info.backend, "architecture": m.info.architecture,
+                       "preprocessing": {**m.info.preprocessing.to_json(), "source": m.info.preprocessing.source},
+                       "preprocessing_origin": m.info.preprocessing_origin, "output": m.info.output.to_json()}
+                for role, m in models.items()},
         label_embedding="one-hot" if embeddings is None else f"class embeddings {tuple(np.shape(embeddings))}",
         notes=notes, cka_estimator=cka_estimator.label, interval=interval_record(cka=cka),
     )
@@ -260,12 +263,29 @@ def _stream_grams(models, stages, dataset, batch_size, progress, ram_bytes: int 
     return grams, labels, skipped
 
 
+def _named_cause(value: Value, parts) -> Value:
+    """``value`` with an undefined reason that names the constant input (``parts``: (what, matrix) pairs,
+    distance or Gram matrices) when a variance term is zero."""
+    if value.reason is None or not value.reason.startswith("undefined: a variance term"):
+        return value
+    constant = [what for what, matrix in parts if not bool(u_centre(matrix.detach()).any())]
+    if not constant:
+        return value
+    return replace(value, reason=f"undefined: {constant[0]} is the same for every image (zero variance)")
+
+
+def _features(role: str, layer: str) -> str:
+    return f"the {role}'s {layer} features"
+
+
 def _matrix(a, b, stages, matrices, interval, steps) -> StageMatrix:
     values = []
     for layer_a in stages[a]:
         row = []
         for layer_b in stages[b]:
-            row.append(interval(matrices[(a, layer_a)], matrices[(b, layer_b)]).as_value())
+            x, y = matrices[(a, layer_a)], matrices[(b, layer_b)]
+            row.append(_named_cause(interval(x, y).as_value(),
+                                    [(_features(a, layer_a), x), (_features(b, layer_b), y)]))
             steps.tick(f"{a} {layer_a} vs {b} {layer_b}")
         values.append(row)
     return StageMatrix(a, b, list(stages[a]), list(stages[b]), values)
@@ -302,7 +322,9 @@ def _relevance(models, stages, distances, labels, embeddings, steps):
     rs = []
     for role, layers in stages.items():
         for layer in layers:
-            rs.append(Relevance(role, layer, jackknife_r2_star(restricted((role, layer)), g).as_value()))
+            x = restricted((role, layer))
+            rs.append(Relevance(role, layer, _named_cause(jackknife_r2_star(x, g).as_value(),
+                                                          [(_features(role, layer), x), ("the label", g)])))
             steps.tick(f"RS {role} {layer}")
     other = "base" if "base" in models else "teacher"
     partial = []
@@ -311,7 +333,8 @@ def _relevance(models, stages, distances, labels, embeddings, steps):
             x_layer, y_layer = stages[x_role][i], stages[y_role][j]
             a, b = restricted((x_role, x_layer)), restricted((y_role, y_layer))
             for form, interval in (("semi-partial", jackknife_semi_partial_r2), ("partial", jackknife_partial_r2)):
-                value = interval(a, g, b).as_value()
+                value = _named_cause(interval(a, g, b).as_value(), [(_features(x_role, x_layer), a), ("the label", g),
+                                                                     (_features(y_role, y_layer), b)])
                 partial.append(Relevance(x_role, x_layer, value, y_role, y_layer, form))
                 steps.tick(f"RS({x_role}|{y_role}) {x_layer}")
     return rs, partial, len(known), notes

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..models.preprocessing import PreprocessingOptions
+
 from ..comparison import ComparisonModel, model_record
 from ..models import default_target_layer, load_model, probe_layers
 from ..models.loading import check_same_classes
@@ -19,6 +21,7 @@ class ScanModels:
     which: str | None = None
     trust_pickle: bool = False
     layers: dict[str, str] = field(default_factory=dict)
+    options: PreprocessingOptions | None = None  # preprocessing of the models without a sidecar
 
     def __post_init__(self):
         unknown = set(self.files) - set(ROLES)
@@ -28,7 +31,8 @@ class ScanModels:
     def load(self) -> dict[str, ComparisonModel]:
         """Each role's backend with its target layer (automatic unless given), checked to share classes."""
         backends = {role: load_model(self.files[role], arch=self.arch, which=self.which,
-                                     trust_pickle=self.trust_pickle) for role in ROLES if role in self.files}
+                                     trust_pickle=self.trust_pickle, options=self.options)
+                    for role in ROLES if role in self.files}
         check_same_classes(*backends.values())
         return comparison_models(backends, self.layers)
 

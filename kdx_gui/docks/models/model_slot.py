@@ -33,9 +33,9 @@ from kdx_gui.state.settings import AppSettings
 from kdx_gui.widgets.drag_drop import local_files
 
 MODEL_FILTER = "Models (*.pt *.pth *.pth.tar *.ckpt *.ts *.pt2 *.safetensors *.onnx *.bin);;All files (*)"
-FIELDS = ("file", "format", "architecture", "classes", "input", "parameters")
+FIELDS = ("file", "format", "architecture", "classes", "input", "output", "parameters")
 FIELD_LABELS = {"file": "File", "format": "Format", "architecture": "Architecture", "classes": "Classes",
-                "input": "Input", "parameters": "Parameters"}
+                "input": "Input", "output": "Output", "parameters": "Parameters"}
 
 
 
@@ -468,6 +468,8 @@ class ModelSlot(QFrame):
         self.values["classes"].setToolTip("\n".join(names))
         resize = f", resize {pre.resize}" if pre.resize else ""
         self.values["input"].setText(f"{pre.input_size}×{pre.input_size}{resize} ({pre.source})")
+        self.values["input"].setToolTip(info.preprocessing_origin)
+        self.values["output"].setText(info.output.describe())  # probabilities: explained on the softmax's input
         self.values["parameters"].setText(f"{info.num_parameters:,}" if info.num_parameters is not None else "—")
         self._fill_layers(model)
         notes = list(info.notes) + ([model.note] if model.note else [])
