@@ -271,7 +271,8 @@ def _named_cause(value: Value, parts) -> Value:
     constant = [what for what, matrix in parts if not bool(u_centre(matrix.detach()).any())]
     if not constant:
         return value
-    return replace(value, reason=f"undefined: {constant[0]} is the same for every image (zero variance)")
+    verb = "are" if constant[0].endswith("features") else "is"
+    return replace(value, reason=f"undefined: {constant[0]} {verb} the same for every image (zero variance)")
 
 
 def _features(role: str, layer: str) -> str:
