@@ -113,9 +113,9 @@ def test_bad_sidecar_fields_name_the_file_and_the_field(tmp_path, field, value):
 
 def test_good_sidecar_values_still_load_and_preprocessing_checks_itself(tmp_path):
     (tmp_path / "m.pth.kdx.json").write_text(json.dumps(
-        {"input_size": 4096, "resize": None, "mean": [0, 0.5, 1], "std": [1, 1, 2], "class_names": ["a"]}))
+        {"input_size": 1536, "resize": None, "mean": [0, 0.5, 1], "std": [1, 1, 2], "class_names": ["a"]}))
     config = read_sidecar(tmp_path / "m.pth")
-    assert config.input_size == 4096 and config.mean == (0.0, 0.5, 1.0) and config.class_names == ("a",)
+    assert config.input_size == 1536 and config.mean == (0.0, 0.5, 1.0) and config.class_names == ("a",)
     assert Preprocessing(input_size=np.int64(32)).input_size == 32
     with pytest.raises(ValueError, match="'std'"):
         Preprocessing(std=(1.0, 0.0, 1.0))
