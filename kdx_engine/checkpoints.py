@@ -21,6 +21,7 @@ from torch import nn
 
 from .messages import first_line
 from .file_reading import special_kind
+from .tensor_unpickler import RefusedGlobalError, load_tensor_pickle
 
 STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "net", "student", "teacher")
 PREFIXES = ("module.", "model.", "_orig_mod.")
@@ -33,14 +34,23 @@ class ModelLoadError(ValueError):
     """A model file that cannot be loaded; the message names the file and the problem."""
 
 
+class ArchitectureError(ModelLoadError):
+    """A state_dict whose architecture was not recognised, or does not fit the one named. The message
+    says what differs and advises nothing interface-specific; ``cli_hint`` is what the command line adds."""
+
+    cli_hint = "name the architecture with --arch (see 'kdx info --list-archs'), or save the model as TorchScript"
+
+
 class UntrustedPickleError(ModelLoadError):
     """The file holds a full pickled module: loading it would run code from the file."""
 
 
-def read_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False):
+def read_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, notes: list[str] | None = None):
     """The object saved in ``path``: a safetensors file's tensors (header validated first), or what
-    ``torch.load`` gives with ``weights_only=True``; a pickle naming code is an UntrustedPickleError
-    unless ``trust_pickle``. The reader's own exceptions on corrupt bytes pass through."""
+    ``torch.load`` gives with ``weights_only=True``; an older pickle of tensors that weights-only loading
+    refuses, rebuilt by the restricted unpickler (said in ``notes``); a pickle naming other code is an
+    UntrustedPickleError (naming it) unless ``trust_pickle``. The reader's own exceptions on corrupt bytes
+    pass through."""
     path = Path(path)
     kind = special_kind(path)
     if kind is not None:
@@ -50,7 +60,7 @@ def read_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False):
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
-    return _torch_load(path, trust_pickle)
+    return _torch_load(path, trust_pickle, notes)
 
 
 def checkpoint_state_dict(path: str | os.PathLike, which: str | None = None) -> dict[str, torch.Tensor]:
@@ -59,17 +69,29 @@ def checkpoint_state_dict(path: str | os.PathLike, which: str | None = None) -> 
     return extract_state_dict(read_checkpoint(path), which, [], path.name)
 
 
-def _torch_load(path: Path, trust_pickle: bool):
+def _torch_load(path: Path, trust_pickle: bool, notes: list[str] | None):
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "GLOBAL" not in str(exc):
-            raise  # corrupt bytes, not a pickle that names code to run
-        if not trust_pickle:
-            raise UntrustedPickleError(
-                f"{path.name}: holds pickled Python objects, not just weights; loading it would run code "
-                "from the file. Refused: load it only if you trust its source (--trust-pickle)") from exc
+        refused = exc  # a global it does not allow, an opcode it does not know (protocol 4+), or corrupt bytes
+    try:  # an older pickle of tensors: rebuilt by the restricted unpickler, or refused by name
+        obj = load_tensor_pickle(path)
+    except RefusedGlobalError as exc:
+        refused = exc
+    except Exception:  # noqa: BLE001 - not a pickle the restricted unpickler reads: weights-only's word stands
+        if "GLOBAL" not in str(refused):
+            raise refused from None  # corrupt bytes, not a pickle that names code to run
+    else:
+        if notes is not None:
+            notes.append("an older pickle of tensors (refused by weights-only loading): rebuilt by KDX's "
+                         "restricted unpickler, which runs nothing from the file")
+        return obj
+    if not trust_pickle:
+        named = f" (it names {refused.name})" if isinstance(refused, RefusedGlobalError) else ""
+        raise UntrustedPickleError(
+            f"{path.name}: holds pickled Python objects, not just weights{named}; loading it would run code "
+            "from the file. Refused: load it only if you trust its source (--trust-pickle)") from refused
     return torch.load(str(path), map_location="cpu", weights_only=False)
 
 
@@ -143,7 +165,15 @@ def _is_state_dict(obj) -> bool:
 
 def extract_state_dict(obj, which: str | None, notes: list[str], name: str) -> dict[str, torch.Tensor]:
     """The state_dict inside a checkpoint: bare, under a container key, ``module.`` prefixes removed;
-    mdistiller's ``module.student.``/``module.teacher.`` give two models, chosen by ``which``."""
+    mdistiller's ``module.student.``/``module.teacher.`` give two models, chosen by ``which``; a timm
+    training checkpoint's EMA weights with ``which="ema"``; a PyTorch Lightning checkpoint's
+    ``state_dict`` without the LightningModule's attribute prefix (``model.``, ``net.``, …)."""
+    if which == EMA or (isinstance(obj, Mapping) and which is None and _ema_key(obj)):
+        return _training_or_ema(obj, which, notes, name)
+    if is_lightning_checkpoint(obj):
+        state = extract_state_dict(obj["state_dict"], which, notes, name)
+        notes.append(f"PyTorch Lightning checkpoint{_lightning_version(obj)}: its state_dict was loaded")
+        return _without_wrapper(state, notes)
     if isinstance(obj, Mapping) and not _is_state_dict(obj):
         keys = ([which] if which else []) + [k for k in STATE_DICT_KEYS if k != which]
         for key in keys:
@@ -158,6 +188,58 @@ def extract_state_dict(obj, which: str | None, notes: list[str], name: str) -> d
     for prefix in PREFIXES:
         if all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+EMA = "ema"  # ``which`` value that picks a training checkpoint's exponential-moving-average weights
+EMA_KEYS = ("state_dict_ema", "model_ema", "ema_state_dict", "ema")
+LIGHTNING_KEYS = ("pytorch-lightning_version", "hyper_parameters", "optimizer_states", "loops")
+
+
+def _ema_key(obj) -> str | None:
+    """The key of the EMA weights beside the training weights in a (timm) training checkpoint, or None."""
+    if not isinstance(obj, Mapping) or _is_state_dict(obj):
+        return None
+    return next((k for k in EMA_KEYS if isinstance(obj.get(k), Mapping) and _state_dict_or_none(obj[k])), None)
+
+
+def _training_or_ema(obj, which, notes, name):
+    """A timm training checkpoint's ``state_dict`` (the default, with a note that EMA weights exist) or
+    its ``state_dict_ema`` (``which="ema"``)."""
+    key = _ema_key(obj)
+    if which == EMA:
+        if key is None:
+            raise ModelLoadError(f"{name}: holds no EMA weights (no {' / '.join(EMA_KEYS[:2])} entry)")
+        notes.append(f"EMA weights loaded ({key})")
+        return extract_state_dict(obj[key], None, notes, name)
+    rest = {k: v for k, v in obj.items() if k not in EMA_KEYS}
+    state = extract_state_dict(rest, None, notes, name)
+    notes.append(f"the checkpoint also holds EMA weights ({key}); the training weights were loaded "
+                 "(take the EMA weights with which='ema')")
+    return state
+
+
+def is_lightning_checkpoint(obj) -> bool:
+    """A PyTorch Lightning ``.ckpt``: a ``state_dict`` beside Lightning's own entries."""
+    return isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping) \
+        and any(key in obj for key in LIGHTNING_KEYS)
+
+
+def _lightning_version(obj) -> str:
+    version = obj.get("pytorch-lightning_version")
+    return f" (Lightning {version})" if isinstance(version, str) else ""
+
+
+def _without_wrapper(state: dict, notes: list[str]) -> dict:
+    """The state_dict without the one attribute every name starts with (the LightningModule's
+    ``self.model`` / ``self.net`` …), repeated while one is shared."""
+    while state and len(state) > 1:
+        heads = {k.split(".", 1)[0] for k in state}
+        if len(heads) != 1 or not all("." in k for k in state):
+            break
+        head = heads.pop()
+        state = {k[len(head) + 1:]: v for k, v in state.items()}
+        notes.append(f"prefix '{head}.' (the LightningModule's attribute) removed from the names")
     return state
 
 

@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kdx: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (ValueError, FileExistsError) as exc:  # the engine reports bad input as these
-        print(f"kdx: error: {exc}", file=sys.stderr)
+        hint = getattr(exc, "cli_hint", None)  # what to do about it on the command line (the window says otherwise)
+        print(f"kdx: error: {exc}" + (f"\n  {hint}" if hint else ""), file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # a file that cannot be read or written, named with the reason
         where = exc.filename or "a file"
@@ -134,7 +135,8 @@ def _distillation():
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", help="architecture of a state_dict (default: recognised from its parameters)")
-    parser.add_argument("--which", choices=("student", "teacher"), help="model to take from a two-model checkpoint")
+    parser.add_argument("--which", choices=("student", "teacher", "ema"),
+                        help="model to take from a two-model checkpoint (ema: a training checkpoint's EMA weights)")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow a full pickled module (runs code from the file: only for files you trust)")
     group = parser.add_argument_group(

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..messages import first_line
 from ..checkpoints import (  # noqa: F401 - UntrustedPickleError and extract_state_dict are re-exported
-    ModelLoadError, UntrustedPickleError, extract_state_dict, find_module, kind_of, read_checkpoint,
+    ArchitectureError, ModelLoadError, UntrustedPickleError, extract_state_dict, find_module, kind_of, read_checkpoint,
     roles_in_checkpoint,
 )
 from .backend import ModelBackend, ModelInfo, model_label
@@ -38,7 +38,13 @@ from .preprocessing import OPTIONS_SOURCE, Preprocessing, PreprocessingOptions, 
 from .preprocessing import crop_resize as _crop_resize
 from .probabilities import (FROM_LOG, FROM_OUTPUT, FROM_SOFTMAX_INPUT, LOG_PROBABILITIES, LOGITS,
                             LOGITS_OUTPUT, PROBABILITIES, OutputKind, SoftmaxCalls, probe_inputs, values_kind)
-from .registry import Architecture, architecture_match, fingerprint, get_architecture
+from .architecture_hints import architecture_hints
+from .huggingface import huggingface_problem
+from .architecture_hints import registered_names as registered_hint_names
+from .registry import (
+    Architecture, architecture_difference, architecture_match, closest_architectures, fingerprint,
+    get_architecture, registered_architectures, state_dict_size,
+)
 from .script_backend import ScriptModuleBackend, _forward_graph, final_softmax
 from .torch_backend import TorchModuleBackend
 
@@ -121,7 +127,8 @@ def load_model(
     path = Path(path)
     kind = special_kind(path)
     if kind is not None:
-        raise ModelLoadError(f"{path.name}: is {kind}, not a model file")
+        problem = huggingface_problem(path) if path.is_dir() else None
+        raise ModelLoadError(problem or f"{path.name}: is {kind}, not a model file")
     if not path.is_file():
         raise ModelLoadError(f"{path.name}: no such model file")
     if path.stat().st_size == 0:
@@ -552,7 +559,7 @@ def _plain_pickle_kind(path: Path) -> str | None:
 def _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes) -> tuple[nn.Module, Architecture | None]:
     """A state_dict (any container) built into its architecture (returned, fitted to the weights), or a
     trusted full module (None for the architecture)."""
-    obj = read_checkpoint(path, trust_pickle=trust_pickle)
+    obj = read_checkpoint(path, trust_pickle=trust_pickle, notes=notes)
     if isinstance(obj, nn.Module):
         notes.append("full pickled module loaded because the file was explicitly trusted")
         return obj, None
@@ -562,7 +569,14 @@ def _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes) -> tuple
         return container_module, None
     state_dict = extract_state_dict(obj, which, notes, path.name)
     arch_name = arch or (sidecar.architecture if sidecar and sidecar.architecture else None)
-    architecture, num_classes = _choose_architecture(state_dict, arch_name, notes, path.name)
+    hints = architecture_hints(obj, path)
+    try:
+        architecture, num_classes = _choose_architecture(state_dict, arch_name, notes, path.name, hints)
+    except ArchitectureError:
+        problem = huggingface_problem(path.parent)  # the weights of a transformers folder
+        if problem is not None:
+            raise ModelLoadError(problem) from None
+        raise
     module = architecture.build(num_classes)
     try:
         module.load_state_dict(state_dict, strict=True)
@@ -571,16 +585,20 @@ def _load_weights(path, fmt, arch, which, trust_pickle, sidecar, notes) -> tuple
     return module, architecture
 
 
-def _choose_architecture(state_dict, arch_name, notes, name) -> tuple[Architecture, int]:
+def _choose_architecture(state_dict, arch_name, notes, name, hints=()) -> tuple[Architecture, int]:
     try:
-        return _matching_architecture(state_dict, arch_name, notes, name)
+        return _matching_architecture(state_dict, arch_name, notes, name, hints)
     except ModelLoadError as exc:  # an architecture refused the weights' shapes (e.g. a ViT's absurd input size)
         if str(exc).startswith(f"{name}: "):
             raise
         raise ModelLoadError(f"{name}: {exc}") from exc
 
 
-def _matching_architecture(state_dict, arch_name, notes, name) -> tuple[Architecture, int]:
+def _matching_architecture(state_dict, arch_name, notes, name, hints=()) -> tuple[Architecture, int]:
+    """The architecture named (checked against the weights) or recognised from them, hints from the file
+    breaking ties; an ArchitectureError saying what differs from the closest registered ones otherwise."""
+    registered = registered_architectures()
+    hinted = [n for hint in hints for n in registered_hint_names(hint, registered)]
     if arch_name is not None:
         try:
             architecture = get_architecture(arch_name)
@@ -588,17 +606,37 @@ def _matching_architecture(state_dict, arch_name, notes, name) -> tuple[Architec
             raise ModelLoadError(f"{name}: {exc.args[0]}") from exc
         match = architecture_match(architecture, state_dict)
         if match is None:
-            raise ModelLoadError(f"{name}: parameter names/shapes do not match architecture {arch_name}")
+            raise ArchitectureError(_mismatch_message(name, architecture, state_dict, hinted))
         return match
     matches = fingerprint(state_dict)
     if not matches:
-        raise ModelLoadError(
-            f"{name}: architecture not recognised from its {len(state_dict)} parameters; name it with --arch "
-            "(see 'kdx info --list-archs') or save the model as TorchScript")
+        closest = closest_architectures(state_dict, first=tuple(hinted))
+        said = "; ".join(f"{h.name!r} ({h.source})" for h in hints)
+        raise ArchitectureError(
+            f"{name}: architecture not recognised from its {state_dict_size(state_dict)}"
+            + (f"; the file names {said}" if said else "")
+            + (". Closest registered: " + " | ".join(d.description for d in closest) if closest else ""))
+    matches.sort(key=lambda m: m[0].name not in hinted)  # stable: the registry's order among equals
     if len(matches) > 1:
         notes.append("parameters also fit: " + ", ".join(a.name for a, _ in matches[1:]))
-    notes.append(f"architecture recognised from parameter names and shapes: {matches[0][0].name}")
+    chosen = matches[0][0].name
+    notes.append(f"architecture recognised from parameter names and shapes: {chosen}")
+    for hint in hints:
+        agrees = chosen in registered_hint_names(hint, registered)
+        notes.append(f"{hint.source} names {hint.name!r}" + ("" if agrees else f", but the weights are {chosen}'s"))
     return matches[0]
+
+
+def _mismatch_message(name: str, architecture: Architecture, state_dict, hinted) -> str:
+    """Why ``state_dict`` does not fit ``architecture``: what differs, and which registered architecture
+    the weights do fit (or the closest ones)."""
+    difference = architecture_difference(architecture, state_dict)
+    text = f"{name}: parameter names/shapes do not match architecture {architecture.name} ({difference.description})"
+    matches = fingerprint(state_dict)
+    if matches:
+        return text + "; the weights fit " + ", ".join(a.name for a, _ in matches)
+    others = [d for d in closest_architectures(state_dict, first=tuple(hinted)) if d.name != architecture.name]
+    return text + (". Closest registered: " + " | ".join(d.description for d in others[:2]) if others else "")
 
 
 def check_same_classes(*backends: ModelBackend) -> None:

@@ -23,6 +23,9 @@ class Architecture:
     builder: Builder
     preset: Preprocessing
     default_classes: int
+    # How many tensors its state_dict holds (num_batches_tracked left out), when known without building
+    # it: a state_dict of another count is passed over without building a very deep architecture.
+    tensor_count: int | None = None
 
     def build(self, num_classes: int | None = None) -> nn.Module:
         return self.builder(num_classes or self.default_classes)
@@ -48,11 +51,12 @@ _RESOLVERS: dict[str, Callable[[str], "Architecture | None"]] = {}
 PLUGIN_MODULES = ("kdx_engine.vam.demo_arch", "kdx_engine.hme.demo_arch")
 
 
-def register_architecture(name: str, *, family: str, preset: Preprocessing, default_classes: int):
+def register_architecture(name: str, *, family: str, preset: Preprocessing, default_classes: int,
+                          tensor_count: int | None = None):
     """Decorator: register ``builder(num_classes) -> nn.Module`` under ``name``."""
 
     def decorate(builder: Builder) -> Builder:
-        add_architecture(Architecture(name, family, builder, preset, default_classes))
+        add_architecture(Architecture(name, family, builder, preset, default_classes, tensor_count))
         return builder
 
     return decorate
@@ -147,6 +151,8 @@ def architecture_match(arch: Architecture, state_dict: Mapping[str, torch.Tensor
     """``arch`` fitted to ``state_dict`` (see ``Architecture.fitted_to``) with the class count its
     parameters imply, or None when their names and shapes do not match it exactly."""
     shapes = parameter_shapes(state_dict)
+    if arch.tensor_count is not None and arch.tensor_count != len(shapes):
+        return None
     arch = arch.fitted_to(shapes)
     reference = architecture_shapes(arch, arch.default_classes)
     if reference.keys() != shapes.keys():
@@ -209,3 +215,93 @@ def architecture_families() -> list[ArchitectureSummary]:
                 params[0] if params else empty, params[-1] if params else empty)
         found.append(_SUMMARIES[arch.name])
     return sorted(found, key=lambda s: (s.family, s.name))
+
+
+BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+SHOWN_NAMES = 3  # names listed per kind of difference; the rest are counted
+
+
+def state_dict_size(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """``"277 tensors, 853,018 parameters"``: the tensors a state_dict holds and the parameters among
+    them (BatchNorm's running statistics and batch counters are buffers, not parameters)."""
+    count = sum(t.numel() for k, t in state_dict.items() if isinstance(t, torch.Tensor)
+                and not k.endswith(BUFFER_SUFFIXES))
+    return f"{len(state_dict):,} tensor{'s' if len(state_dict) != 1 else ''}, {count:,} parameters"
+
+
+@dataclass(frozen=True)
+class ArchitectureDifference:
+    """How a state_dict differs from one registered architecture (at the class count it implies)."""
+
+    name: str
+    num_classes: int
+    missing: tuple[str, ...]  # the architecture's names the state_dict lacks
+    extra: tuple[str, ...]  # the state_dict's names the architecture lacks
+    mismatch: tuple[str, tuple[int, ...], tuple[int, ...]] | None  # first name whose shapes differ (file, arch)
+    overlap: float  # shared (name, shape) pairs over all names of both, 0…1
+
+    @property
+    def description(self) -> str:
+        parts = []
+        if self.missing:
+            parts.append(f"the file lacks {_counted(self.missing)}")
+        if self.extra:
+            parts.append(f"has {_counted(self.extra)} that {self.name} lacks")
+        if self.mismatch:
+            key, found, expected = self.mismatch
+            parts.append(f"first shape mismatch {key}: {_shape_text(found)} in the file, {_shape_text(expected)} "
+                         f"in {self.name}")
+        return f"{self.name}: " + ("; ".join(parts) or "same names and shapes")
+
+
+def _counted(names: tuple[str, ...]) -> str:
+    shown = ", ".join(names[:SHOWN_NAMES]) + (", …" if len(names) > SHOWN_NAMES else "")
+    return f"{len(names)} name{'s' if len(names) != 1 else ''} ({shown})"
+
+
+def architecture_difference(arch: Architecture, state_dict: Mapping[str, torch.Tensor]) -> ArchitectureDifference:
+    """What differs between ``state_dict`` and ``arch``: names missing on either side and the first
+    shape mismatch, compared at the class count the classifier's shape implies (so a CIFAR-10 head is
+    no difference from a CIFAR-100 one)."""
+    shapes = parameter_shapes(state_dict)
+    arch = arch.fitted_to(shapes)
+    reference = architecture_shapes(arch, arch.default_classes)
+    num_classes = _classes_of_head(shapes, reference, arch.default_classes)
+    if num_classes != arch.default_classes:
+        reference = architecture_shapes(arch, num_classes)
+    missing = tuple(k for k in reference if k not in shapes)
+    extra = tuple(k for k in shapes if k not in reference)
+    mismatch = next(((k, shapes[k], reference[k]) for k in reference if k in shapes and shapes[k] != reference[k]),
+                    None)
+    shared = sum(1 for k in reference if shapes.get(k) == reference[k])
+    overlap = shared / max(len(set(reference) | set(shapes)), 1)
+    return ArchitectureDifference(arch.name, num_classes, missing, extra, mismatch, overlap)
+
+
+def _classes_of_head(shapes, reference, default: int) -> int:
+    """The class count the state_dict's classifier implies: the output size, in the file, of the last
+    of the architecture's tensors that has ``default`` outputs (its head); ``default`` when unknown."""
+    implied = _num_classes_from(shapes, reference)
+    if implied is not None:
+        return implied
+    for key in reversed(list(reference)):
+        shape = reference[key]
+        if shape and shape[0] == default and key in shapes and shapes[key] and len(shapes[key]) == len(shape):
+            return shapes[key][0]
+    return default
+
+
+def closest_architectures(state_dict: Mapping[str, torch.Tensor], limit: int = 3,
+                          first: tuple[str, ...] = ()) -> list[ArchitectureDifference]:
+    """The registered architectures nearest to ``state_dict`` by shared parameter names and shapes, best
+    first (those named in ``first``, e.g. a hint from the file's folder, lead when registered); at most
+    ``limit``, and only those sharing at least one name."""
+    archs = registered_architectures()
+    shapes = parameter_shapes(state_dict)
+    names = set(shapes)
+    shared = {name: len(names & set(architecture_shapes(arch, arch.default_classes))) for name, arch in archs.items()
+              if arch.tensor_count is None or name in first or arch.tensor_count <= 2 * len(names)}
+    candidates = sorted((n for n in shared if shared[n] or n in first), key=lambda n: (n not in first, -shared[n]))
+    found = [architecture_difference(archs[name], state_dict) for name in candidates[:2 * limit]]
+    found.sort(key=lambda d: (d.name not in first, -d.overlap, len(d.missing) + len(d.extra)))
+    return found[:limit]

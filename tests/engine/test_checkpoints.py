@@ -15,12 +15,13 @@ from kdx_engine.vam import vam_checkpoint_state
 from kdx_engine.vam.demo_arch import demo_resnet_small_vam
 
 
-def test_checkpoints_import_nothing_else_of_the_engine_but_its_message_helper():
+def test_checkpoints_import_nothing_else_of_the_engine_but_its_helpers():
     done = subprocess.run([sys.executable, "-c", "import sys, kdx_engine.checkpoints\n"
                            "print(sorted(m for m in sys.modules if m.startswith('kdx_engine')))"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "['kdx_engine', 'kdx_engine.checkpoints', 'kdx_engine.messages']"
+    assert done.stdout.strip() == ("['kdx_engine', 'kdx_engine.checkpoints', 'kdx_engine.file_reading', "
+                                   "'kdx_engine.messages', 'kdx_engine.tensor_unpickler']")
 
 
 def test_state_dict_is_read_from_a_training_checkpoint_with_its_namespace(tmp_path):
