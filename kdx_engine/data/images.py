@@ -15,6 +15,7 @@ import re
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -68,6 +69,14 @@ class LoadedImage:
     def size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
         return self.rgb.shape[1], self.rgb.shape[0]
+
+    @cached_property
+    def pixel_sha256(self) -> str:
+        """SHA-256 of the decoded pixels (and their shape): equal for a re-encoded or renamed copy, which
+        gives every model the same input as the original."""
+        digest = hashlib.sha256(repr(self.rgb.shape).encode())
+        digest.update(np.ascontiguousarray(self.rgb).tobytes())
+        return digest.hexdigest()
 
 
 def mask_path_for(image_path: str | os.PathLike) -> Path:

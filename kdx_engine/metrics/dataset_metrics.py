@@ -16,6 +16,7 @@ import torch
 
 from ..atomic_files import atomic_write_text
 from ..data.datasets import ImageFolderDataset
+from ..data.duplicates import DuplicateFinder
 from ..data.image_stream import image_batches
 from ..data.images import to_batch
 from ..jobs import Progress, report
@@ -130,6 +131,7 @@ class DatasetMetrics:
     skipped: list[str]
     seed: int
     level: float = LEVEL
+    duplicates: list[str] = field(default_factory=list)  # "copy = original (same file|same pixels)", left out
     estimator: str = ESTIMATOR
     cka_estimator: str = CKA_ESTIMATORS[DEFAULT_CKA].label
     label_embedding: str = "one-hot"
@@ -183,7 +185,7 @@ def dataset_metrics(
     cka_estimator = _cka_estimator(cka)
     models = {"teacher": teacher, "student": student, **({"base": base} if base is not None else {})}
     stages = {role: (stages or {}).get(role) or stage_layers(probe_layers(m)) for role, m in models.items()}
-    grams, labels, skipped = _stream_grams(models, stages, dataset, batch_size, progress, FEATURE_RAM_BYTES)
+    grams, labels, skipped, duplicates = _stream_grams(models, stages, dataset, batch_size, progress, FEATURE_RAM_BYTES)
     n = len(labels)
     if n < MIN_IMAGES:
         raise ValueError(f"{dataset.root}: {n} readable images; dataset metrics need n ≥ {MIN_IMAGES} "
@@ -202,10 +204,14 @@ def dataset_metrics(
         notes.insert(0, label_note)
     if n_labelled < n:
         notes.append(f"{n - n_labelled} image(s) without a true label left out of RS")
+    if duplicates:
+        shown = ", ".join(map(str, duplicates[:5])) + (", …" if len(duplicates) > 5 else "")
+        notes.insert(0, f"{len(duplicates)} duplicate image(s) left out (the statistics assume distinct images; "
+                        f"a copy counts one image twice and narrows every interval): {shown}")
     report(progress, 1.0, "done")
     return DatasetMetrics(
         n=n, n_labelled=n_labelled, stages=stages, fss=fss, fss_matrix=fss_matrix, cka_matrix=cka_matrix,
-        rs=rs, partial_rs=partial_rs, skipped=skipped, seed=seed,
+        rs=rs, partial_rs=partial_rs, skipped=skipped, seed=seed, duplicates=[str(d) for d in duplicates],
         models={role: {"file": m.info.path, "sha256": m.info.sha256, "format": m.info.format,
                        "backend": m.info.backend, "architecture": m.info.architecture,
                        "preprocessing": {**m.info.preprocessing.to_json(), "source": m.info.preprocessing.source},
@@ -240,9 +246,11 @@ def _stream_grams(models, stages, dataset, batch_size, progress, ram_bytes: int 
     accumulators = {key: GramAccumulator(total, memmap_threshold_bytes=share) for key in keys}
     labels: list[int | None] = []
     skipped: list[str] = []
+    duplicates = DuplicateFinder()
     for items in image_batches(dataset.paths, dataset.labels, batch_size):
         skipped += [str(item.error) for item in items if item.error is not None]
-        images = [item.image for item in items if item.image is not None]
+        items = [item for item in items if item.image is not None and not duplicates.seen(item.image)]
+        images = [item.image for item in items]
         if not images:
             continue
         for role, model in models.items():
@@ -250,7 +258,7 @@ def _stream_grams(models, stages, dataset, batch_size, progress, ram_bytes: int 
             activations = model.forward(x, stages[role]).activations
             for layer in stages[role]:
                 accumulators[(role, layer)].update(activations[layer])
-        labels += [item.label for item in items if item.image is not None]
+        labels += [item.label for item in items]
         report(progress, 0.6 * len(labels) / max(total, 1), f"features of {len(labels)}/{total} images")
     grams = {}
     for key, accumulator in accumulators.items():
@@ -260,7 +268,7 @@ def _stream_grams(models, stages, dataset, batch_size, progress, ram_bytes: int 
         accumulator.end_early()  # unreadable images were skipped
         grams[key] = accumulator.gram()
         accumulator.close()
-    return grams, labels, skipped
+    return grams, labels, skipped, duplicates.found
 
 
 def _named_cause(value: Value, parts) -> Value:

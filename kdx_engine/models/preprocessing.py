@@ -21,6 +21,7 @@ SIDECAR_VERSION = 1
 MAX_INPUT_SIZE = 1536  # 28 MB of float32 per input image; the largest classifiers take 600–1024 px
 MAX_RESIZE = 2048  # 50 MB of float32 per resized image
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+CHANNELS = (1, 3)
 
 
 def _is_integer(value) -> bool:
@@ -59,6 +60,7 @@ class Preprocessing:
     source: str = "imagenet-default"
     distillation_temperature: float | None = None  # τ the model was distilled at, when known (optional)
     interpolation: str = "bilinear"  # of the resize: "bilinear", "bicubic" (timm's usual) or "nearest"
+    channels: int = 3  # the model's input channels: 3 (RGB) or 1 (grey: images converted, mean[0]/std[0] used)
 
     def __post_init__(self) -> None:
         """Values checked however the config is made: a bad one is a ValueError naming the field."""
@@ -79,12 +81,14 @@ class Preprocessing:
             object.__setattr__(self, "distillation_temperature", float(tau))
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"'interpolation' must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}")
+        if not _is_integer(self.channels) or self.channels not in CHANNELS:
+            raise ValueError(f"'channels' must be 1 (grey) or 3 (RGB), got {self.channels!r}")
 
     @property
     def input_transform(self) -> tuple:
         """What turns an image into this model's input (resize, crop, interpolation, normalisation): two
         presets with the same one give the same input tensor from the same image."""
-        return self.input_size, self.resize, self.mean, self.std, self.interpolation
+        return self.input_size, self.resize, self.mean, self.std, self.interpolation, self.channels
 
     def with_classes(self, class_names) -> "Preprocessing":
         return dataclasses.replace(self, class_names=tuple(class_names))
@@ -99,6 +103,10 @@ class Preprocessing:
             data.pop("distillation_temperature")  # optional: sidecars without it stay as they were
         if data["interpolation"] == "bilinear":
             data.pop("interpolation")  # the default: sidecars without it stay as they were
+        if data["channels"] == 3:
+            data.pop("channels")  # the default: sidecars without it stay as they were
+        else:
+            data["mean"], data["std"] = [self.mean[0]], [self.std[0]]
         return data
 
     @classmethod
@@ -120,6 +128,8 @@ class Preprocessing:
         for key in ("mean", "std"):
             if key in kwargs and not isinstance(kwargs[key], list):
                 raise ValueError(f"'{key}' must be a list of 3 numbers, got {kwargs[key]!r}")
+            if key in kwargs and kwargs.get("channels") == 1 and len(kwargs[key]) == 1:
+                kwargs[key] = kwargs[key] * 3  # a grey model's one statistic, kept as the three the field holds
         if "class_names" in kwargs:
             names = kwargs["class_names"]
             if not isinstance(names, list) or not all(isinstance(c, str) for c in names):

@@ -65,8 +65,8 @@ class ReferenceSet:
         return len(self.images) + 1
 
     def contains(self, image: LoadedImage) -> bool:
-        """Whether ``image`` (by file hash) is a member; images without a hash are never members."""
-        return bool(image.sha256) and image.sha256 in self.hashes
+        """Whether ``image`` is a member: the same decoded pixels (a renamed or re-encoded copy is one)."""
+        return image.pixel_sha256 in {member.pixel_sha256 for member in self.images}
 
     def replacing(self, image: LoadedImage) -> tuple["ReferenceSet", tuple[Replacement, ...]]:
         """This set with every member equal to ``image`` swapped for a spare (the first of the draw
@@ -76,10 +76,10 @@ class ReferenceSet:
         """
         if not self.contains(image):
             return self, ()
-        used = set(self.hashes) | {image.sha256}
-        free = [i for i, spare in enumerate(self.spares) if spare.sha256 not in used]
+        used = {member.pixel_sha256 for member in self.images} | {image.pixel_sha256}
+        free = [i for i, spare in enumerate(self.spares) if spare.pixel_sha256 not in used]
         images, labels, swaps = list(self.images), list(self.labels), []
-        for position in [i for i, member in enumerate(self.images) if member.sha256 == image.sha256]:
+        for position in [i for i, member in enumerate(self.images) if member.pixel_sha256 == image.pixel_sha256]:
             label = self.labels[position]
             same = [i for i in free if self.spare_labels[i] == label]
             pick = same[0] if same else (free[0] if free else None)

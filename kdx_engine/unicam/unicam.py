@@ -100,9 +100,9 @@ class UniCam:
         """The reference set this query is explained against, and the members swapped out for it."""
         if not self.reference.contains(image):
             return self.reference, ()
-        if image.sha256 not in self._swapped:
-            self._swapped[image.sha256] = self.reference.replacing(image)
-        return self._swapped[image.sha256]
+        if image.pixel_sha256 not in self._swapped:
+            self._swapped[image.pixel_sha256] = self.reference.replacing(image)
+        return self._swapped[image.pixel_sha256]
 
     def explain(self, image: LoadedImage, label: int | None = None) -> Explanation:
         """The UniCAM map of one query image at X's input size."""
