@@ -324,9 +324,17 @@ def to_tensor(image_rgb: np.ndarray | LoadedImage, preprocessing: Preprocessing)
     return normalised(pixels, preprocessing)
 
 
+GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as Pillow's convert("L")
+
+
 def normalised(pixels: torch.Tensor, preprocessing: Preprocessing) -> torch.Tensor:
     """Float pixel values 0…255 (…×3×H×W, channels third from last) scaled to [0, 1] and normalised
-    with the preset's mean and std: the last step of every model input."""
+    with the preset's mean and std: the last step of every model input. A one-channel model's input is
+    the grey (luma) image, …×1×H×W, normalised with the first mean and std."""
+    if preprocessing.channels == 1:
+        weights = torch.tensor(GREY_WEIGHTS, dtype=torch.float32).view(3, 1, 1)
+        grey = (pixels * weights).sum(dim=-3, keepdim=True)
+        return ((grey / 255.0 - preprocessing.mean[0]) / preprocessing.std[0]).contiguous()
     mean = torch.tensor(preprocessing.mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(preprocessing.std, dtype=torch.float32).view(3, 1, 1)
     return ((pixels / 255.0 - mean) / std).contiguous()
@@ -343,7 +351,7 @@ def to_batch(images: Sequence[np.ndarray | LoadedImage], preprocessing: Preproce
     """Model inputs of several images stacked as N×3×S×S."""
     if not images:
         size = preprocessing.input_size
-        return torch.empty((0, 3, size, size), dtype=torch.float32)
+        return torch.empty((0, preprocessing.channels, size, size), dtype=torch.float32)
     rgbs = [image.rgb if isinstance(image, LoadedImage) else np.asarray(image) for image in images]
     size = preprocessing.input_size
     if all(rgb.shape == (size, size, 3) and rgb.dtype == np.uint8 for rgb in rgbs) \
