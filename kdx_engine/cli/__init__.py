@@ -356,6 +356,7 @@ def _read_images(paths):
 def run_unicam(args) -> int:
     """The distilled and residual maps (S|B and B|S; S|T and T|S without a Base) of each image."""
     from kdx_engine.comparison import ComparisonSettings, UniCamCache, compare_image
+    from kdx_engine.labels import class_index, label_hints
     from kdx_engine.roles import ROLE_LETTERS, UNICAM_KEYS, unicam_pair
 
     if args.teacher is None or args.student is None or args.reference is None:
@@ -371,12 +372,14 @@ def run_unicam(args) -> int:
     reference = _reference_set(args, models)
     settings = ComparisonSettings(unicam_variant=args.variant, reference_n=args.n, colormap=args.colormap,
                                   opacity=args.opacity)
+    class_names = labelling_class_names(m.backend.info.preprocessing.class_names for m in models.values())
     cache, records = UniCamCache(), []
     with _bar(len(images), "unicam") as bar:
         for image, name in zip(images, names):
-            comparison = compare_image(models, image, settings=settings, reference=reference, unicam_cache=cache,
-                                       panels=UNICAM_KEYS)
-            record = {**_image_record(image, name, comparison.grid)}
+            label = class_index(label_hints(image.path), class_names)  # a class folder names the query's class
+            comparison = compare_image(models, image, label, settings=settings, reference=reference,
+                                       unicam_cache=cache, panels=UNICAM_KEYS)
+            record = {**_image_record(image, name, comparison.grid), "true_class": label}
             for key in UNICAM_KEYS:
                 panel = comparison.panels[key]
                 if panel.values is None:
@@ -521,10 +524,13 @@ def _check_unicam_options(args) -> None:
 
 class _MapWriter:
     """Writes ``<name>.npy`` (raw map on the image grid) and ``<name>.png`` (overlay on the image) under
-    one folder, then one manifest.json; refuses up front to replace files without ``overwrite``."""
+    one folder, then one manifest.json; refuses up front to replace files without ``overwrite``. The maps
+    are staged in a hidden folder and moved into place with the manifest, so a run stopped midway (even
+    killed) leaves the previous maps as they were, never a mix of old and new under the old manifest."""
 
     def __init__(self, out: Path, overwrite: bool, colormap: str, opacity: float):
         self.out, self.overwrite, self.colormap, self.opacity = out, overwrite, colormap, opacity
+        self.staging: Path | None = None
 
     def check(self, stems: list[Path]) -> None:
         from kdx_engine.output_paths import check_writable_folder
@@ -546,16 +552,42 @@ class _MapWriter:
         from kdx_engine.comparison import Panel, image_frame
         from kdx_engine.figures import panel_scales, render_panel
 
-        folder = (self.out / stem).parent
-        folder.mkdir(parents=True, exist_ok=True)
+        staged = self._staged() / stem
+        staged.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.save(buffer, values.astype(np.float32))
-        atomic_write_bytes(self.out / f"{stem}.npy", buffer.getvalue())
+        atomic_write_bytes(staged.with_name(f"{staged.name}.npy"), buffer.getvalue())
         frame = image_frame(image)
         scale = panel_scales({"map": Panel("map", "", values=values)}, shared=False)["map"]
         png = io.BytesIO()
         Image.fromarray(render_panel(frame, values, "map", scale, self.colormap, self.opacity, 0.0)).save(png, "PNG")
-        atomic_write_bytes(self.out / f"{stem}.png", png.getvalue())
+        atomic_write_bytes(staged.with_name(f"{staged.name}.png"), png.getvalue())
+
+    def _staged(self) -> Path:
+        import shutil
+        import tempfile
+        import weakref
+
+        from kdx_engine.atomic_files import TEMP_MARKER
+
+        if self.staging is None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.staging = Path(tempfile.mkdtemp(prefix=f".maps{TEMP_MARKER}", dir=self.out))
+            self._discard = weakref.finalize(self, shutil.rmtree, self.staging, True)  # nor after an error midway
+        return self.staging
+
+    def _move_into_place(self) -> None:
+        """The staged maps into ``out``; the old manifest goes first, so a manifest always describes its maps."""
+        import os
+
+        (self.out / "manifest.json").unlink(missing_ok=True)
+        staging = self._staged()
+        for folder, _, names in os.walk(staging):
+            for name in names:
+                relative = (Path(folder) / name).relative_to(staging)
+                (self.out / relative).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / relative, self.out / relative)
+        self._discard()
 
     def manifest(self, record: dict) -> Path:
         from kdx_engine.atomic_files import atomic_write_text
@@ -568,6 +600,7 @@ class _MapWriter:
                                    "values": "raw map after ReLU (.npy, float32)",
                                    "overlay": f"{self.colormap}, opacity {self.opacity}, {NORMALISATION}"},
                 "versions": package_versions()}
+        self._move_into_place()
         path = self.out / "manifest.json"
         atomic_write_text(path, strict_json(data) + "\n")
         return path

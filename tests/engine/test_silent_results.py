@@ -107,3 +107,35 @@ def test_a_concept_grid_finer_than_the_input_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "a 64×64 concept grid is finer than the student's 32×32 input" in err and "at most 32" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_label_guided_unicam_takes_the_query_s_class_from_its_folder(tmp_path):
+    from kdx_engine.comparison import ComparisonModel, ComparisonSettings, compare_image
+    from kdx_engine.data import load_image
+    from kdx_engine.models import load_model
+    from kdx_engine.unicam import ReferenceSet
+
+    teacher, student = _model(tmp_path / "t.pth", 1, NAMES), _model(tmp_path / "s.pth", 2, NAMES)
+    reference_root = _tree(tmp_path / "reference")
+    loose = tmp_path / "loose.png"
+    Image.fromarray(np.random.default_rng(5).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(loose)
+    backends = {"teacher": load_model(teacher), "student": load_model(student)}
+    models = {role: ComparisonModel(b, "layer3") for role, b in backends.items()}
+    reference = ReferenceSet.from_folder(reference_root, n=6, seed=0, class_names=NAMES)
+    settings = ComparisonSettings(unicam_variant="label-guided", reference_n=6)
+    image = load_image(loose)
+    by_prediction = compare_image(models, image, None, settings, reference=reference, panels=("distilled",))
+    other = next(k for k in range(3) if k != by_prediction.predictions["teacher"].predicted)
+    folder = tmp_path / "query" / NAMES[other]
+    folder.mkdir(parents=True)
+    query = folder / "q.png"
+    query.write_bytes(loose.read_bytes())
+    assert main(["explain", "--method", "unicam", "--variant", "label-guided", "--teacher", str(teacher), "--student",
+                 str(student), "--reference", str(reference_root), "--n", "6", str(query), "--out", str(tmp_path / "out")]) == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["images"][0]["true_class"] == other
+    written = np.load(tmp_path / "out" / manifest["images"][0]["distilled"]["map"])
+    by_folder = compare_image(models, load_image(query), other, settings, reference=reference, panels=("distilled",))
+    expected, guessed = by_folder.panels["distilled"].values, by_prediction.panels["distilled"].values
+    np.testing.assert_allclose(written, expected, rtol=1e-6, atol=1e-7 * np.abs(expected).max())  # stored as float32
+    assert np.abs(written - guessed).max() > 1e-3 * np.abs(guessed).max()  # the prediction's label gives another map
