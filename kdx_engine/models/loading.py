@@ -33,7 +33,8 @@ from ..checkpoints import (  # noqa: F401 - UntrustedPickleError and extract_sta
 from .backend import ModelBackend, ModelInfo, model_label
 from .export_program import load_export
 from ..file_reading import special_kind
-from .outputs import logits_of
+from .input_channels import input_channels
+from .outputs import chosen_output, logits_of
 from .preprocessing import OPTIONS_SOURCE, Preprocessing, PreprocessingOptions, read_sidecar, sidecar_path
 from .preprocessing import crop_resize as _crop_resize
 from .probabilities import (FROM_LOG, FROM_OUTPUT, FROM_SOFTMAX_INPUT, LOG_PROBABILITIES, LOGITS,
@@ -185,8 +186,20 @@ def _load_model_file(path: Path, arch, which, trust_pickle, preprocessing, onnx_
     check_finite_parameters(module, path.name)
     config = preprocessing or sidecar or (architecture.preset if architecture is not None else FALLBACK_PRESET)
     config, searchable = _with_options(config, options if not given else None)
-    run_one = lambda x: logits_of(module.eval()(x))  # noqa: E731
+    if config.channels == 3 and input_channels(module) == 1:  # 3 is also what a sidecar without the key says
+        config = dataclasses.replace(config, channels=1)
+        notes.append("one input channel (read from the first convolution): images are converted to grey (luma)")
+    chosen: list[str] = []  # which part of a tuple or dict output holds the logits
+
+    def run_one(x):
+        logits, where = chosen_output(module.eval()(x))
+        if where and not chosen:
+            chosen.append(where)
+        return logits
+
     config, first = _probe_sizes(run_one, config, path, notes, searchable)
+    if chosen:
+        notes.append(f"logits: {chosen[0]}")
     if config.source == FALLBACK_PRESET.source:
         notes.append(FALLBACK_NOTE.format(geometry=_geometry(config)))
     num_classes = int(first.shape[1])
