@@ -18,9 +18,9 @@ EPS32 = float(np.finfo(np.float32).eps)  # 1.19e-7
 # accumulations (a 3×3 conv over C channels sums 9C ≈ 10³ products); the rounding of different kernels
 # and summation orders then differs by up to about √(depth · fan-in) · EPS32 ≈ 10²·EPS32 relative to the
 # activations' scale, and the sums that form a map cancel down to ~10× less than their terms. 2¹⁰·EPS32 ≈
-# 1.2e-4 relative to the quantity's scale covers both with room (measured differences across threads,
-# oneDNN on/off and onnxruntime: ≤ 2e-5 relative on the maps of the demo models), yet is 100× below a
-# 1e-2 bug.
+# 1.2e-4 relative to the quantity's scale covers both with room (measured with one, two and three threads,
+# oneDNN on and off: ≤ 1e-5 relative on the scan's maps against compare_image's, ≤ 1.1e-6 on penultimate
+# features across batch sizes), yet is 100× below a 1e-2 bug.
 NETWORK_RTOL = 2 ** 10 * EPS32
 
 
@@ -100,3 +100,23 @@ def pearson_tolerance_within(a, b, rtol: float = NETWORK_RTOL) -> float:
     if a.size == 0 or a.std() == 0 or b.std() == 0:
         return 1e-9
     return 2 * rtol * (np.abs(a).max() / a.std() + np.abs(b).max() / b.std()) + 1e-9
+
+
+def normalised_map_atol(raw_maps) -> float:
+    """The tolerance for maps min–max normalised to [0, 1] (``Explanation.normalised``) from ``raw_maps``
+    (N×H×W) when the other side is another float32 implementation, pytorch-grad-cam's among them: the raw
+    maps' rounding, NETWORK_RTOL of their magnitude, is divided by the span R of the smallest-span map;
+    and grad-cam min–max scales twice, adding its ε = 1e-7 once on the raw scale, which parts the two
+    conventions by up to ε/R (measured: 0.995 ε/R on a HiResCAM map with R = 2.3e-3)."""
+    raw = np.asarray(raw_maps.detach() if hasattr(raw_maps, "detach") else raw_maps, dtype=np.float64)
+    flat = raw.reshape(raw.shape[0], -1)
+    span = (flat.max(axis=1) - flat.min(axis=1)).min()
+    return (2 * 1e-7 + NETWORK_RTOL * np.abs(flat).max()) / span
+
+
+# R²*, partial R²* and CKA of float32 features taken on two paths (the metric's batches of 10 vs one batch
+# of 36): the features differ by a few EPS32 relative, and these scale-free ratios of sums of centred
+# distance products move by a small multiple of that (measured: 1.1e-7 ≈ EPS32, with one thread and oneDNN
+# off; 0 on the default path, where the former 1e-9 held). 2⁷·EPS32 ≈ 1.5e-5 leaves room for the
+# conditioning of the partial forms and stays far under a centring or bias-correction bug (≥ 1e-2 at n = 36).
+STATISTIC_ATOL = 2 ** 7 * EPS32

@@ -11,6 +11,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from conftest import backend_for
+from float32_tolerances import NETWORK_RTOL
 from kdx_engine.cams import CAM_METHODS, ClassTarget, cam_method, resolve_targets
 
 
@@ -47,17 +48,23 @@ def _ours(name, model, images, classes):
     backend = backend_for(copy.deepcopy(model), 5, input_size=16)
     result = cam_method(name)(backend, layer="features", batch_size=5)(images, [ClassTarget(k) for k in classes])
     raw_range = (result.maps.amax(dim=(1, 2)) - result.maps.amin(dim=(1, 2))).numpy()
-    return result.normalised().numpy(), raw_range  # the map the user gets, not re-normalised here
+    raw_scale = result.maps.abs().amax(dim=(1, 2)).numpy()
+    return result.normalised().numpy(), raw_range, raw_scale  # the map the user gets, not re-normalised here
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name,reference", [("scorecam", RefScoreCAM), ("ablationcam", RefAblationCAM),
                                             ("hirescam", RefHiResCAM)])
 def test_method_matches_pytorch_grad_cam_on_a_small_cnn(tiny, tiny_images, name, reference):
     expected = _reference(reference, tiny, tiny_images, [1, 4])
-    got, raw_range = _ours(name, tiny, tiny_images, [1, 4])
+    got, raw_range, raw_scale = _ours(name, tiny, tiny_images, [1, 4])
     # grad-cam min–max scales twice and so adds its ε = 1e-7 once on the raw scale: where a raw map spans
-    # only R ≪ 1 (HiResCAM's on this net: R ≈ 3e-3) the two conventions part by up to about ε / R
-    np.testing.assert_allclose(got, expected, atol=1e-5 + 1e-7 / raw_range.min())
+    # only R ≪ 1 (HiResCAM's on this net: R ≈ 2.3e-3) the two conventions part by up to about ε / R
+    # (measured: 0.995 ε / R, the same in float64). The two implementations' float32 kernels differ too
+    # (not compared in float64: AblationCAM here runs in float32 only): NETWORK_RTOL of the raw maps'
+    # magnitude, which min–max divides by R.
+    np.testing.assert_allclose(got, expected, rtol=0,
+                               atol=(2 * 1e-7 + NETWORK_RTOL * raw_scale.max()) / raw_range.min())
 
 
 def test_gradient_free_methods_batch_their_forwards(tiny, tiny_images):

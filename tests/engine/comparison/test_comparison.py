@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import backend_for, make_cifar
+from float32_tolerances import pearson_tolerance_within
 from kdx_engine.comparison import (
     ComparisonModel,
     ComparisonSettings,
@@ -179,6 +180,7 @@ def test_a_failing_model_becomes_the_panels_message():
     assert result.predictions["teacher"].probabilities.shape == (3,)  # the prediction still stands
 
 
+@pytest.mark.numerics
 def test_gallery_predictions_match_the_comparison():
     models = {role: _cifar_model(seed) for seed, role in enumerate(("teacher", "student"))}
     images = _noise_images(5, seed=4)
@@ -186,4 +188,6 @@ def test_gallery_predictions_match_the_comparison():
     for image, record in zip(images, records):
         single = compare_image(models, image, panels=("teacher", "student"))
         assert record.classes == {r: p.predicted for r, p in single.predictions.items()}
-        assert record.correlation == pytest.approx(single.map_metrics["pearson"], abs=1e-6)
+        # the gallery runs batches of 2, compare_image one image: r of maps from two float32 paths
+        tolerance = pearson_tolerance_within(single.panels["teacher"].values, single.panels["student"].values)
+        assert record.correlation == pytest.approx(single.map_metrics["pearson"], abs=tolerance)

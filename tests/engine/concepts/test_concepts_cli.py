@@ -174,6 +174,7 @@ def _agree(torch_map, onnx_map) -> None:
     assert torch_map.step == onnx_map.step
 
 
+@pytest.mark.numerics
 def test_onnx_and_pytorch_give_the_same_entropy_map():
     torch_map, onnx_map = _onnx_vs_torch(EntropySettings(draws=8, steps=10))
     _agree(torch_map, onnx_map)

@@ -70,6 +70,7 @@ def assert_same_outputs(original, onnx_backend, x):
     torch.testing.assert_close(got.activations[PENULTIMATE], expected.activations[PENULTIMATE], atol=TOLERANCE, rtol=0)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("exporter", EXPORTERS)
 @pytest.mark.parametrize("method", ["gradcam", "scorecam"])
 def test_resnet8_export_explains_like_the_original(tmp_path_factory, exporter, method):

@@ -32,6 +32,7 @@ def files(tmp_path_factory):
     return paths, write_colour_dataset(folder / "data")
 
 
+@pytest.mark.numerics
 def test_unicam_with_an_onnx_student_matches_pytorch(files):
     paths, data = files
     reference = ReferenceSet.from_folder(data, n=8, seed=0)
@@ -43,6 +44,7 @@ def test_unicam_with_an_onnx_student_matches_pytorch(files):
     torch.testing.assert_close(exported.normalised(), original.normalised(), atol=1e-4, rtol=0)
 
 
+@pytest.mark.numerics
 def test_fss_and_rs_with_onnx_models_match_pytorch(files):
     paths, data = files
     dataset = ImageFolderDataset(data, class_names=PRE.class_names)

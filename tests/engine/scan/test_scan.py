@@ -45,6 +45,7 @@ def _rows(out):
     return {row["path"]: row for row in pq.read_table(out / "scan.parquet").to_pylist()}
 
 
+@pytest.mark.numerics
 def test_every_row_equals_compare_image(scanned, models, dataset):
     out, summary, job = scanned
     assert summary.rows == 13 and summary.unreadable == 1
@@ -98,6 +99,7 @@ def _assert_rows_equal_compare_image(out, job, models, dataset):
             assert row[f"unicam_{key}_score"] == pytest.approx(panel.details["score"], rel=NETWORK_RTOL)
 
 
+@pytest.mark.numerics
 def test_a_batch_of_mixed_sizes_presets_and_masks_equals_compare_image(models, dataset, tmp_path):
     """Images of several sizes in one batch (some without masks), and a Student that resizes and crops
     (its map is undefined outside its crop): each row still equals compare_image on that image alone."""
@@ -132,6 +134,7 @@ def test_a_batch_of_mixed_sizes_presets_and_masks_equals_compare_image(models, d
     _assert_rows_equal_compare_image(out, job, mixed_models, mixed)
 
 
+@pytest.mark.numerics
 def test_faithfulness_equals_the_engine_metric_on_one_image(scanned, models, dataset):
     out, _, _ = scanned
     row = _rows(out)["square/00001.png"] if "square/00001.png" in _rows(out) else next(
@@ -185,6 +188,7 @@ def test_a_folder_with_another_scan_is_refused_without_overwrite(dataset, models
     assert not job.done
 
 
+@pytest.mark.numerics
 def test_batch_size_does_not_change_the_numbers(dataset, models, tmp_path):
     settings = ScanSettings(faithfulness_steps=0)
     tables = []
