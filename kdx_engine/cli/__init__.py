@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except (ValueError, FileExistsError) as exc:  # the engine reports bad input as these
         hint = getattr(exc, "cli_hint", None)  # what to do about it on the command line (the window says otherwise)
-        print(f"kdx: error: {exc}" + (f"\n  {hint}" if hint else ""), file=sys.stderr)
+        print(f"kdx: error: {exc}" + (f"\nkdx: hint: {hint}" if hint else ""), file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # a file that cannot be read or written, named with the reason
         where = exc.filename or "a file"
@@ -669,7 +669,11 @@ def run_metrics(args) -> int:
         b.info.preprocessing.class_names for b in (teacher, student, base) if b is not None))
     result = dataset_metrics(teacher, student, dataset, base=base, embeddings=embeddings,
                              seed=args.seed, batch_size=args.batch_size, progress=Progress(_FractionBar("metrics")))
-    result.save(args.out, overwrite=args.overwrite)
+    numbers = None
+    if not args.no_embeddings:  # dark knowledge and embeddings (issue 16), written in the same JSON at once
+        models = {"teacher": teacher, "student": student, **({"base": base} if base else {})}
+        numbers = _distillation().dataset_numbers(args, models, dataset, Progress(_FractionBar("features")))
+    _distillation().write_metrics_file(args.out, result, numbers)
     for pair in result.fss:
         v = pair.result
         print(f"FSS {pair.a}.{pair.layer_a} ~ {pair.b}.{pair.layer_b}: {v.value:.3f} [{v.low:.3f}, {v.high:.3f}]")
@@ -679,13 +683,8 @@ def run_metrics(args) -> int:
     print(f"n = {result.n}; wrote {args.out}")
     for note in result.notes:
         print(f"note: {note}")
-    if not args.no_embeddings:  # dark knowledge and embeddings (issue 16), added to the same JSON
-        distillation = _distillation()
-        models = {"teacher": teacher, "student": student, **({"base": base} if base else {})}
-        dark, origin, embedding = distillation.dataset_numbers(args, models, dataset,
-                                                               Progress(_FractionBar("features")))
-        distillation.add_to_metrics_file(args.out, dark, origin, embedding)
-        distillation.print_numbers(dark, embedding)
+    if numbers is not None:
+        _distillation().print_numbers(numbers[0], numbers[2])
     for problem in result.skipped:
         print(f"kdx: skipped {problem}", file=sys.stderr)
     return EXIT_BAD_INPUT if result.skipped else 0

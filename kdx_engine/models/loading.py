@@ -14,7 +14,6 @@ import logging
 import os
 import pickle
 import re
-import struct
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..messages import first_line
+from ..messages import first_line, reader_problem
 from ..checkpoints import (  # noqa: F401 - UntrustedPickleError and extract_state_dict are re-exported
     ArchitectureError, ModelLoadError, UntrustedPickleError, extract_state_dict, find_module, kind_of, read_checkpoint,
     roles_in_checkpoint,
@@ -182,7 +181,7 @@ def _load_model_file(path: Path, arch, which, trust_pickle, preprocessing, onnx_
                                  "(a plain pickle, not a torch.save checkpoint)") from exc
         if isinstance(exc, pickle.UnpicklingError) and fmt != "torch_export":
             raise ModelLoadError(f"{path.name}: not a readable {label} (corrupt, or not a checkpoint)") from exc
-        raise ModelLoadError(f"{path.name}: not a readable {label} ({_reader_problem(exc)})") from exc
+        raise ModelLoadError(f"{path.name}: not a readable {label} ({reader_problem(exc)})") from exc
     check_finite_parameters(module, path.name)
     config = preprocessing or sidecar or (architecture.preset if architecture is not None else FALLBACK_PRESET)
     config, searchable = _with_options(config, options if not given else None)
@@ -429,23 +428,6 @@ def _version(package: str) -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "?"
-
-
-_ENFORCE_PREFIX = re.compile(r"^\[enforce fail at [^\]]*\]\s*\.?\s*")
-
-
-def _reader_problem(exc: BaseException) -> str:
-    """The useful part of a reader's error: one sentence without c10's ``[enforce fail at …]`` prefix,
-    or a plain description where the reader's text says nothing (a bare key, "see the warnings above")."""
-    if "warnings above" in str(exc):  # torch.export logs the real error, then raises this
-        return "not an exported program, or corrupt"
-    if isinstance(exc, (KeyError, IndexError, EOFError, struct.error)) or "Errno" in str(exc):
-        return "truncated or corrupt"
-    text = _ENFORCE_PREFIX.sub("", first_line(exc))
-    text = text.split(". ")[0].rstrip(".")
-    if len(text) < 8 or not re.search(r"[A-Za-z]{3}", text):  # a bare key or number says nothing
-        return "corrupt, or not a checkpoint"
-    return text
 
 
 @contextmanager
