@@ -67,13 +67,17 @@ def dataset_numbers(args, models: dict, dataset, progress=None):
     return outputs_dark_knowledge(outputs, tau), origin, embedding_metrics(outputs, k=args.neighbours)
 
 
-def add_to_metrics_file(path: Path, dark, origin: str, embedding) -> None:
-    """Add ``dark_knowledge`` and ``embeddings`` to the JSON ``kdx metrics`` wrote (rewritten atomically)."""
+def write_metrics_file(path: Path, result, numbers=None) -> None:
+    """The JSON of ``kdx metrics``: the dataset metrics and, when computed, ``dark_knowledge`` and
+    ``embeddings`` (``numbers`` from ``dataset_numbers``), written once and atomically, so a run stopped
+    midway leaves the previous file whole, never one without its last sections."""
     from kdx_engine.atomic_files import atomic_write_text
 
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data["dark_knowledge"] = {**dark.to_json(), "tau_from": origin}
-    data["embeddings"] = embedding.to_json()
+    data = result.to_json()
+    if numbers is not None:
+        dark, origin, embedding = numbers
+        data["dark_knowledge"] = {**dark.to_json(), "tau_from": origin}
+        data["embeddings"] = embedding.to_json()
     atomic_write_text(path, json.dumps(data, indent=2, default=str, allow_nan=False) + "\n")
 
 
