@@ -227,7 +227,7 @@ def print_model_notes(backends, args=None) -> None:
 
 
 def run_info(args) -> int:
-    from kdx_engine.models import architecture_families, default_target_layer, probe_layers, write_sidecar
+    from kdx_engine.models import architecture_families, probe_layers, target_layer_or_reason, write_sidecar
 
     if args.list_archs:
         families = architecture_families()
@@ -242,10 +242,7 @@ def run_info(args) -> int:
     backend = _load(args.model, args)
     info = backend.info
     layers = probe_layers(backend)
-    try:
-        default_layer = default_target_layer(layers)
-    except ValueError:
-        default_layer = None
+    default_layer, _ = target_layer_or_reason(layers)
     pre = info.preprocessing
     data = {
         "file": info.path, "format": info.format, "backend": info.backend, "architecture": info.architecture,
@@ -476,21 +473,13 @@ def _export_columns(args) -> tuple[str, ...]:
 
 
 def _comparison_models(args) -> dict:
-    from kdx_engine.comparison import ComparisonModel
-    from kdx_engine.models import default_target_layer, probe_layers
     from kdx_engine.models.loading import check_same_classes
+    from kdx_engine.scan.models import comparison_models
 
     paths = {"teacher": args.teacher, "student": args.student, "base": args.base}
     backends = {role: _load(path, args) for role, path in paths.items() if path is not None}
     check_same_classes(*backends.values())
-    models = {}
-    for role, backend in backends.items():
-        try:
-            layer, note = default_target_layer(probe_layers(backend)), None
-        except ValueError as exc:
-            layer, note = None, str(exc)
-        models[role] = ComparisonModel(backend, layer, note)
-    return models
+    return comparison_models(backends)
 
 
 def _reference_set(args, models):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..cams import TargetRule, cam_method, compare_maps, pearson
+from ..dark_knowledge import kl_divergence
 from ..data.images import LoadedImage, to_batch
 from ..jobs import Progress, report
 from ..labels import labelling_class_names
@@ -168,13 +169,8 @@ def compare_image(models: Mapping[str, ComparisonModel], image: LoadedImage, lab
 
 
 def model_record(model: ComparisonModel) -> dict:
-    """What an export records of a model (METHODS §9)."""
-    info = model.backend.info
-    return {"file": info.path, "sha256": info.sha256, "format": info.format, "backend": info.backend,
-            "architecture": info.architecture, "layer": model.layer,
-            "preprocessing": {**info.preprocessing.to_json(), "source": info.preprocessing.source},
-            "preprocessing_origin": info.preprocessing_origin, "output": info.output.to_json(),
-            "notes": list(info.notes)}
+    """What an export records of a model (METHODS §9): ``ModelInfo.record`` and the layer."""
+    return {**model.backend.info.record(), "layer": model.layer}
 
 
 def _input_subtitle(image: LoadedImage, label: int | None, class_names) -> str:
@@ -350,12 +346,10 @@ def _describe(pre) -> str:
 
 
 def _kl(p: ModelPrediction | None, q: ModelPrediction | None) -> float | None:
-    """KL(P‖Q) in nats between two models' class probabilities."""
+    """KL(P‖Q) in nats between two models' class probabilities (``dark_knowledge.kl_divergence``)."""
     if p is None or q is None or p.probabilities.shape != q.probabilities.shape:
         return None
-    a = np.clip(p.probabilities, 1e-12, 1.0)
-    b = np.clip(q.probabilities, 1e-12, 1.0)
-    return float(np.sum(a * (np.log(a) - np.log(b))))
+    return float(kl_divergence(p.probabilities, q.probabilities))
 
 
 @dataclass(frozen=True)

@@ -131,12 +131,8 @@ class ConceptsResult:
 
 
 def model_record(backend: ModelBackend, layer: str) -> dict:
-    """What an export records of a model (METHODS §9)."""
-    info = backend.info
-    return {"file": info.path, "sha256": info.sha256, "format": info.format, "backend": info.backend,
-            "architecture": info.architecture, "layer": layer,
-            "preprocessing": {**info.preprocessing.to_json(), "source": info.preprocessing.source},
-            "preprocessing_origin": info.preprocessing_origin, "output": info.output.to_json()}
+    """What an export records of a model (METHODS §9): ``ModelInfo.record`` and the layer."""
+    return {**backend.info.record(), "layer": layer}
 
 
 def one_map(backend: ModelBackend, image: LoadedImage, layer: str, settings: ConceptSettings,

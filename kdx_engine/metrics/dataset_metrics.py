@@ -212,11 +212,7 @@ def dataset_metrics(
     return DatasetMetrics(
         n=n, n_labelled=n_labelled, stages=stages, fss=fss, fss_matrix=fss_matrix, cka_matrix=cka_matrix,
         rs=rs, partial_rs=partial_rs, skipped=skipped, seed=seed, duplicates=[str(d) for d in duplicates],
-        models={role: {"file": m.info.path, "sha256": m.info.sha256, "format": m.info.format,
-                       "backend": m.info.backend, "architecture": m.info.architecture,
-                       "preprocessing": {**m.info.preprocessing.to_json(), "source": m.info.preprocessing.source},
-                       "preprocessing_origin": m.info.preprocessing_origin, "output": m.info.output.to_json()}
-                for role, m in models.items()},
+        models={role: m.info.record() for role, m in models.items()},
         label_embedding="one-hot" if embeddings is None else f"class embeddings {tuple(np.shape(embeddings))}",
         notes=notes, cka_estimator=cka_estimator.label, interval=interval_record(cka=cka),
     )

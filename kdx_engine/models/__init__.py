@@ -2,7 +2,7 @@
 from .backend import (
     INPUT, LOGITS, PENULTIMATE, Forward, LayerError, LayerInfo, ModelBackend, ModelInfo, UnknownLayerError,
 )
-from .layers import default_target_layer, probe_layers, stage_layers
+from .layers import default_target_layer, probe_layers, stage_layers, target_layer_or_reason
 from .loading import (
     ModelLoadError, NonFiniteLogitsError, UntrustedPickleError, check_finite_logits, check_same_classes,
     detect_format, load_model, models_in_file,
@@ -26,7 +26,7 @@ def timm_model_names() -> list[str]:
 
 __all__ = [
     "INPUT", "LOGITS", "PENULTIMATE", "Forward", "LayerError", "LayerInfo", "ModelBackend", "ModelInfo", "UnknownLayerError",
-    "default_target_layer", "probe_layers", "stage_layers",
+    "default_target_layer", "probe_layers", "stage_layers", "target_layer_or_reason",
     "ModelLoadError", "NonFiniteLogitsError", "UntrustedPickleError", "check_finite_logits", "check_same_classes",
     "detect_format", "load_model", "models_in_file",
     "Preprocessing", "read_sidecar", "write_sidecar",

@@ -115,6 +115,15 @@ class ModelInfo:
     output: OutputKind = LOGITS_OUTPUT  # logits, or probabilities explained at the softmax's input
     preprocessing_origin: str = ""  # where the preprocessing came from, one line ("no sidecar: ImageNet preset, 224 px")
 
+    def record(self) -> dict:
+        """What every output file records of the model (METHODS §9): file, hash, format, backend,
+        architecture, preprocessing with its source and origin, output kind, notes."""
+        return {"file": self.path, "sha256": self.sha256, "format": self.format, "backend": self.backend,
+                "architecture": self.architecture,
+                "preprocessing": {**self.preprocessing.to_json(), "source": self.preprocessing.source},
+                "preprocessing_origin": self.preprocessing_origin, "output": self.output.to_json(),
+                "notes": list(self.notes)}
+
 
 class Forward(ABC):
     """One forward pass: logits and requested activations, and VJPs back to the gradient layer."""

@@ -101,6 +101,14 @@ def default_target_layer(layers: list[LayerInfo]) -> str:
     return spatial[-1].name
 
 
+def target_layer_or_reason(layers: list[LayerInfo]) -> tuple[str | None, str | None]:
+    """``(default_target_layer(layers), None)``, or ``(None, why)`` when the model has no layer a CAM can use."""
+    try:
+        return default_target_layer(layers), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
 _STAGE_NAME = re.compile(r"^(layer|block|stage)(\d+|s\.\d+)$")  # layer4, blocks.11 (ViT), layers.3 (Swin), stages.3
 # timm's sequence of stages: the probe lists its last stage under the container's name (the same tensor)
 _STAGE_CONTAINERS = ("blocks", "layers", "stages")

@@ -21,6 +21,7 @@ import torch
 
 from ..cams import Explanation, TargetRule, cam_method, deletion_insertion
 from ..cams.map_batches import agreement_rows, energy_in_mask_rows, pointing_game_rows
+from ..dark_knowledge import kl_divergence
 from ..labels import labelling_class_names
 from ..cams.targets import CamTarget, GradientSeed
 from ..comparison import ComparisonModel, image_grid, maps_on_grid
@@ -282,12 +283,10 @@ def _prediction_columns(results, role, probs, labels, class_names, top_k) -> Non
 
 
 def _kl_column(results, probabilities) -> None:
-    """KL(T‖S) in nats, as ``compare_image`` computes it (probabilities clipped at 1e-12)."""
+    """KL(T‖S) in nats (``dark_knowledge.kl_divergence``, as ``compare_image``)."""
     if "teacher" not in probabilities or "student" not in probabilities:
         return
-    p = np.clip(probabilities["teacher"].numpy(), 1e-12, 1.0)
-    q = np.clip(probabilities["student"].numpy(), 1e-12, 1.0)
-    kl = np.sum(p * (np.log(p) - np.log(q)), axis=1)
+    kl = np.atleast_1d(kl_divergence(probabilities["teacher"].numpy(), probabilities["student"].numpy()))
     for result, value in zip(results, kl):
         result.row["kl_teacher_student"] = float(value)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from ..models.preprocessing import PreprocessingOptions
 
 from ..comparison import ComparisonModel, model_record
-from ..models import default_target_layer, load_model, probe_layers
+from ..models import load_model, probe_layers, target_layer_or_reason
 from ..models.loading import check_same_classes
 from ..roles import ROLES
 
@@ -42,10 +42,8 @@ def comparison_models(backends: dict, layers: dict[str, str] | None = None) -> d
     reason when a model has no spatial layer)."""
     models = {}
     for role, backend in backends.items():
-        try:
-            layer, note = (layers or {}).get(role) or default_target_layer(probe_layers(backend)), None
-        except ValueError as exc:
-            layer, note = None, str(exc)
+        chosen = (layers or {}).get(role)
+        layer, note = (chosen, None) if chosen else target_layer_or_reason(probe_layers(backend))
         models[role] = ComparisonModel(backend, layer, note)
     return models
 

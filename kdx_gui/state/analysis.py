@@ -12,7 +12,7 @@ from pathlib import Path
 from kdx_engine.comparison import ComparisonModel, compare_image as engine_compare_image, gallery_predictions
 from kdx_engine.data import collect_image_paths, load_images
 from kdx_engine.labels import labelling_class_names
-from kdx_engine.models import default_target_layer, load_model, probe_layers, stage_layers
+from kdx_engine.models import load_model, probe_layers, stage_layers, target_layer_or_reason
 
 from kdx_gui.state.engine import EngineStatus
 from kdx_gui.state.session import LoadedModel, ViewSettings
@@ -29,10 +29,7 @@ def load_slot_model(path: str, trust_pickle: bool, progress, which: str | None =
     backend = load_model(path, trust_pickle=trust_pickle, which=which, arch=arch)
     progress.update(0.6, "probing layers")
     layers = probe_layers(backend)
-    try:
-        target, note = default_target_layer(layers), None
-    except ValueError as exc:
-        target, note = None, str(exc)
+    target, note = target_layer_or_reason(layers)
     return LoadedModel(backend, tuple(layers), target, tuple(stage_layers(layers)), trust_pickle, note)
 
 
