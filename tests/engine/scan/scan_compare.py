@@ -5,9 +5,11 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from float32_tolerances import (NETWORK_RTOL, PROBABILITY_ATOL, energy_tolerance, network_atol, pearson_tolerance,
                                 spearman_tolerance, top_iou_tolerance)
+from kdx_engine.cams.faithfulness import pixel_ranks, step_counts
 from kdx_engine.scan import read_map
 
 PAIR_METRICS = {"pearson": pearson_tolerance, "spearman": spearman_tolerance, "top_iou": top_iou_tolerance}
@@ -21,8 +23,23 @@ def assert_maps_close(got, expected, context=None):
                                err_msg=str(context))
 
 
-def assert_same_rows(folder, row, other_folder, other):
-    """``other`` (a row of the scan in ``other_folder``) equals ``row`` (of ``folder``) up to float32."""
+def faithfulness_tolerance(a, b, steps: int) -> float:
+    """Deletion/insertion AUCs are piecewise constant in the map's pixel order. When both versions of the
+    map (a, b) put the same pixels into every step's set, the curves differ by float32 rounding of the
+    probabilities (PROBABILITY_ATOL). Each pixel that rounding moves across a step's threshold (a near-tie,
+    found by comparing the two orders) changes that point's image by one pixel: about 1/Δk of the step's
+    change in probability (≤ 1), where Δk pixels make a step; four times that per moved pixel, and the
+    trapezoid weighs an inner point by 1/steps."""
+    a, b = (torch.from_numpy(np.ascontiguousarray(m, dtype=np.float64))[None] for m in (a, b))
+    ranks_a, ranks_b = pixel_ranks(a).flatten(), pixel_ranks(b).flatten()
+    counts = step_counts(ranks_a.numel(), steps)
+    moved = sum(int(((ranks_a < k) & (ranks_b >= k)).sum()) for k in counts[1:-1].tolist())
+    return PROBABILITY_ATOL + 4 * moved / (steps * int((counts[1:] - counts[:-1]).min()))
+
+
+def assert_same_rows(folder, row, other_folder, other, faithfulness_steps: int = 0):
+    """``other`` (a row of the scan in ``other_folder``) equals ``row`` (of ``folder``) up to float32;
+    ``faithfulness_steps``: the scan's deletion/insertion steps."""
     assert row.keys() == other.keys()
 
     def maps(key):
@@ -50,8 +67,11 @@ def assert_same_rows(folder, row, other_folder, other):
                 assert other[key] == value, context
         elif key.endswith("_score"):
             assert other[key] == pytest.approx(value, rel=NETWORK_RTOL), context
-        elif key.endswith(("_prob", "_confidence", "_auc")) or key == "kl_teacher_student":
-            assert other[key] == pytest.approx(value, abs=PROBABILITY_ATOL), context
+        elif key.endswith(("_deletion_auc", "_insertion_auc")):
+            tolerance = faithfulness_tolerance(*maps(key.rsplit("_", 2)[0]), faithfulness_steps)
+            assert other[key] == pytest.approx(value, abs=tolerance), (context, value, other[key])
+        elif key.endswith(("_prob", "_confidence")) or key == "kl_teacher_student":
+            assert other[key] == pytest.approx(value, abs=PROBABILITY_ATOL), (context, value, other[key])
         else:  # not computed through a model (the mask's share of the image): the same arithmetic
             assert other[key] == pytest.approx(value, rel=1e-12), context
     if row["error"] is None:

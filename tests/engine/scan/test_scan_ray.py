@@ -39,7 +39,7 @@ def _assert_same_scans(local, on_ray):
     b = {r["path"]: r for r in pq.read_table(on_ray / "scan.parquet").to_pylist()}
     assert a.keys() == b.keys()
     for path, row in a.items():
-        assert_same_rows(local, row, on_ray, b[path])
+        assert_same_rows(local, row, on_ray, b[path], SETTINGS.faithfulness_steps)
     manifest = (on_ray / "manifest.json").read_text()
     assert '"name": "ray"' in manifest and '"complete": true' in manifest
 
