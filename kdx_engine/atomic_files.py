@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 TEMP_MARKER = ".kdx-tmp-"
 STALE_AFTER_S = 3600.0
@@ -52,14 +55,41 @@ def _short(name: str, limit: int = 200) -> str:
     return name if len(raw) <= limit else os.fsdecode(raw[:limit])
 
 
+@contextmanager
+def staged_folder(target: Path) -> Iterator[Path]:
+    """A fresh folder beside ``target`` to write a whole result into, named as our temporaries
+    (``.<name>.kdx-tmp-<random>``); when the block succeeds it replaces ``target`` (an old ``target`` is
+    moved aside first and removed only once the new one is in place), and when it fails it is removed. A
+    process killed midway leaves ``target`` as it was and a temporary that ``clean_stale_temporaries``
+    removes later."""
+    target = Path(target)
+    parent = target.parent if str(target.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    _clean_once(parent)
+    staging = Path(tempfile.mkdtemp(prefix=f".{_short(target.name)}{TEMP_MARKER}", dir=parent))
+    staging.chmod(0o777 & ~current_umask())
+    try:
+        yield staging
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{_short(target.name)}{TEMP_MARKER}old", dir=parent))
+            os.replace(target, old / target.name)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def is_temporary_name(name: str) -> bool:
     """Whether ``name`` is one of our temporaries (``.<name>.kdx-tmp-<random>``)."""
     return bool(_TEMP_NAME.match(name))
 
 
 def clean_stale_temporaries(folder, older_than_s: float = STALE_AFTER_S) -> list[Path]:
-    """Remove our own temporaries (``.<name>.kdx-tmp-<random>`` regular files) in ``folder`` last
-    modified more than ``older_than_s`` seconds ago; nothing else is touched. Returns what was removed."""
+    """Remove our own temporaries (``.<name>.kdx-tmp-<random>`` files and staged folders) in ``folder``
+    last modified more than ``older_than_s`` seconds ago; nothing else is touched. Returns what was removed."""
     folder = Path(folder)
     removed = []
     now = time.time()
@@ -72,9 +102,15 @@ def clean_stale_temporaries(folder, older_than_s: float = STALE_AFTER_S) -> list
             continue
         try:
             info = entry.stat(follow_symlinks=False)
-            if stat.S_ISREG(info.st_mode) and now - info.st_mtime > older_than_s:
+            if now - info.st_mtime <= older_than_s:
+                continue
+            if stat.S_ISREG(info.st_mode):
                 os.unlink(entry.path)
-                removed.append(Path(entry.path))
+            elif stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(entry.path)
+            else:
+                continue
+            removed.append(Path(entry.path))
         except OSError:  # gone already, or not ours to remove
             continue
     return removed

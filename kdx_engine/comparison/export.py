@@ -10,15 +10,13 @@ import io
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ..atomic_files import atomic_write_bytes
+from ..atomic_files import atomic_write_bytes, staged_folder
 from ..figures.figure_panel import FigureOptions, metric_values, render_figure
 from ..messages import printable
 from ..output_paths import check_new_file, unique_stems
@@ -62,9 +60,7 @@ def export_comparisons(comparisons: Sequence[Comparison], figure: str | os.PathL
     rows = [metrics_row(c, name) for c, name in zip(comparisons, names)]
     manifest = export_manifest(comparisons, names, options, figure, provenance)
     folder = data_folder(figure)
-    figure.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.kdx-tmp-", dir=figure.parent))
-    try:
+    with staged_folder(folder) as staging:
         (staging / "maps").mkdir()
         for comparison, name in zip(comparisons, names):
             for key, panel in comparison.panels.items():
@@ -73,24 +69,9 @@ def export_comparisons(comparisons: Sequence[Comparison], figure: str | os.PathL
         (staging / "metrics.json").write_text(strict_json({"rows": rows}) + "\n", encoding="utf-8")
         (staging / "metrics.csv").write_text(metrics_csv(rows), encoding="utf-8")
         (staging / "manifest.json").write_text(strict_json(manifest) + "\n", encoding="utf-8")
-        _replace_folder(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     atomic_write_bytes(figure, encoded)
     files = tuple(sorted(p for p in folder.rglob("*") if p.is_file()))
     return ExportResult(figure, folder, (figure, *files))
-
-
-def _replace_folder(staging: Path, folder: Path) -> None:
-    """Put the staged folder in place; an old one (overwrite was checked) goes only once the new is ready."""
-    old = None
-    if folder.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.kdx-old-", dir=folder.parent))
-        os.replace(folder, old / folder.name)
-    os.replace(staging, folder)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def unique_names(paths) -> list[str]:

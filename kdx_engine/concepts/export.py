@@ -12,13 +12,11 @@ import io
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from kdx_engine.atomic_files import TEMP_MARKER
+from kdx_engine.atomic_files import staged_folder
 from kdx_engine.concepts.analysis import ConceptsResult
 from kdx_engine.concepts.concept_counts import statistic_names, value_record
 from kdx_engine.output_paths import check_writable_folder, unique_stems
@@ -164,21 +162,8 @@ def save_concepts(result: ConceptsResult, folder: str | os.PathLike, overwrite: 
     """Write the whole result into ``folder`` atomically (see the module docstring)."""
     folder = Path(folder)
     check_output_folder(folder, overwrite)
-    parent = folder.parent if str(folder.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}{TEMP_MARKER}", dir=parent))
-    try:
+    with staged_folder(folder) as staging:
         _write_all(result, staging, provenance)
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}{TEMP_MARKER}old", dir=parent))
-            os.replace(folder, old / folder.name)
-            os.replace(staging, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return folder
 
 

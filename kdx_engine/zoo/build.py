@@ -10,8 +10,6 @@ and deterministic kernels, so a rebuild reproduces the recorded accuracies.
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kdx_engine.atomic_files import staged_folder
 from kdx_engine.data.synthetic import SyntheticConfig, write_image_folder
 from kdx_engine.jobs import Progress
 from kdx_engine.models.preprocessing import Preprocessing
@@ -113,13 +112,13 @@ def build_zoo(models_dir: str | Path, samples_dir: str | Path, plan: ZooPlan = F
     slice_split = splits["test"]
     slice_inputs = training_data(slice_split.images[:plan.test_slice], slice_split.labels[:plan.test_slice],
                                  _preset("demo_resnet_small", class_names))
-    with _staging(models_dir) as staging:
+    with staged_folder(models_dir) as staging:
         entries = {t.name: _write_model(staging, t, class_names, slice_inputs) for t in trained}
         manifest = ZooManifest(plan.data, dict(plan.split_sizes), plan.test_slice, entries, {
             "seconds": round(time.perf_counter() - start, 1), "threads": threads,
             "plan": plan.to_json(), "versions": package_versions()})
         write_zoo(staging, manifest)
-    with _staging(samples_dir) as staging:
+    with staged_folder(samples_dir) as staging:
         write_image_folder(balanced_prefix(splits["test"], plan.samples_per_class), None, staging)
     for name, entry in entries.items():
         log(f"{name:20s} test-slice accuracy {entry.test_accuracy:.3f}")
@@ -273,28 +272,3 @@ def _write_model(folder: Path, trained: _Trained, class_names, slice_data: Train
     score = accuracy(model, slice_data.inputs, slice_data.labels)
     return ZooModel(trained.name, trained.role, trained.architecture, trained.description, files,
                     round(score, 4), trained.training, checkpoints)
-
-
-class _staging:
-    """A fresh folder beside ``target`` that replaces ``target`` when the block succeeds."""
-
-    def __init__(self, target: Path):
-        self.target = target
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", dir=self.target.parent))
-        self.path.chmod(0o755)
-        return self.path
-
-    def __exit__(self, kind, value, traceback) -> None:
-        if kind is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
-            return
-        old = None
-        if self.target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old.", dir=self.target.parent))
-            self.target.rename(old / self.target.name)
-        self.path.rename(self.target)
-        if old is not None:
-            shutil.rmtree(old)

@@ -128,3 +128,27 @@ def test_a_resume_does_not_trust_a_damaged_map_shard(dataset, models, tmp_path, 
     assert summary.scanned == 2 and summary.skipped == 4 and summary.rows == 6
     for path, row in _rows(out).items():
         assert read_map(out, row, job.map_keys[0]) == pytest.approx(expected[path], nan_ok=True)
+
+
+def test_a_staged_folder_replaces_its_target_whole_or_not_at_all(tmp_path):
+    import os
+    import time
+
+    from kdx_engine.atomic_files import clean_stale_temporaries, staged_folder
+
+    target = tmp_path / "result"
+    with staged_folder(target) as staging:
+        (staging / "a.txt").write_text("first")
+    assert (target / "a.txt").read_text() == "first"
+    with pytest.raises(RuntimeError):
+        with staged_folder(target) as staging:
+            (staging / "a.txt").write_text("second, half done")
+            raise RuntimeError("killed")
+    assert [p.name for p in tmp_path.iterdir()] == ["result"] and (target / "a.txt").read_text() == "first"
+    left = tmp_path / ".result.kdx-tmp-abcd1234"  # what a SIGKILL midway leaves
+    left.mkdir()
+    (left / "a.txt").write_text("half")
+    old = time.time() - 7200
+    os.utime(left, (old, old))
+    assert clean_stale_temporaries(tmp_path) == [left]
+    assert [p.name for p in tmp_path.iterdir()] == ["result"]
