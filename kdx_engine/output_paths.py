@@ -22,7 +22,8 @@ def check_writable_folder(folder: str | os.PathLike, what: str = "output folder"
     if probe.exists() and not probe.is_dir():
         raise ValueError(f"{folder}: cannot write the {what} there: {probe} is a file, not a folder")
     try:
-        with tempfile.NamedTemporaryFile(dir=probe, prefix=".kdx-write-check-"):
+        # named as atomic_files' temporaries (which this layer may not import), so one left by a kill is cleaned
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".kdx-write-check.kdx-tmp-"):
             pass
     except OSError as exc:
         raise ValueError(f"{folder}: cannot write the {what} there ({exc.strerror or exc})") from exc
