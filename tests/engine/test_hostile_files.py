@@ -152,3 +152,14 @@ def test_a_staged_folder_replaces_its_target_whole_or_not_at_all(tmp_path):
     os.utime(left, (old, old))
     assert clean_stale_temporaries(tmp_path) == [left]
     assert [p.name for p in tmp_path.iterdir()] == ["result"]
+
+
+@pytest.mark.parametrize("name, neighbour", [("best", "config.json"), ("best.json", None), ("student_best", "best.json")])
+def test_a_toolkits_checkpoint_is_sniffed_by_content_not_by_its_name(tmp_path, capsys, name, neighbour):
+    """mdistiller-style ``best`` files (no extension, or a misleading one) beside JSON that is not theirs
+    load as the checkpoints they are (issue 31)."""
+    shutil.copy(DEMO_MODELS / "student.pth", tmp_path / name)
+    if neighbour:
+        (tmp_path / neighbour).write_text('{"not": "closed"')
+    assert main(["info", str(tmp_path / name)]) == 0
+    assert "state_dict" in capsys.readouterr().out
