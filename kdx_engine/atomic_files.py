@@ -16,7 +16,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 TEMP_MARKER = ".kdx-tmp-"
 STALE_AFTER_S = 3600.0
@@ -56,12 +56,13 @@ def _short(name: str, limit: int = 200) -> str:
 
 
 @contextmanager
-def staged_folder(target: Path) -> Iterator[Path]:
+def staged_folder(target: Path, then: Callable[[], None] | None = None) -> Iterator[Path]:
     """A fresh folder beside ``target`` to write a whole result into, named as our temporaries
     (``.<name>.kdx-tmp-<random>``); when the block succeeds it replaces ``target`` (an old ``target`` is
     moved aside first and removed only once the new one is in place), and when it fails it is removed. A
     process killed midway leaves ``target`` as it was and a temporary that ``clean_stale_temporaries``
-    removes later."""
+    removes later. ``then`` runs right after the swap, before the old folder is removed (the export writes
+    its figure there, so a kill between the two leaves a mix only within that moment)."""
     target = Path(target)
     parent = target.parent if str(target.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +76,8 @@ def staged_folder(target: Path) -> Iterator[Path]:
             old = Path(tempfile.mkdtemp(prefix=f".{_short(target.name)}{TEMP_MARKER}old", dir=parent))
             os.replace(target, old / target.name)
         os.replace(staging, target)
+        if then is not None:
+            then()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

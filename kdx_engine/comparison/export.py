@@ -60,7 +60,8 @@ def export_comparisons(comparisons: Sequence[Comparison], figure: str | os.PathL
     rows = [metrics_row(c, name) for c, name in zip(comparisons, names)]
     manifest = export_manifest(comparisons, names, options, figure, provenance)
     folder = data_folder(figure)
-    with staged_folder(folder) as staging:
+    # the figure goes in place right after its data folder, before the old folder is removed
+    with staged_folder(folder, then=lambda: atomic_write_bytes(figure, encoded)) as staging:
         (staging / "maps").mkdir()
         for comparison, name in zip(comparisons, names):
             for key, panel in comparison.panels.items():
@@ -69,7 +70,6 @@ def export_comparisons(comparisons: Sequence[Comparison], figure: str | os.PathL
         (staging / "metrics.json").write_text(strict_json({"rows": rows}) + "\n", encoding="utf-8")
         (staging / "metrics.csv").write_text(metrics_csv(rows), encoding="utf-8")
         (staging / "manifest.json").write_text(strict_json(manifest) + "\n", encoding="utf-8")
-    atomic_write_bytes(figure, encoded)
     files = tuple(sorted(p for p in folder.rglob("*") if p.is_file()))
     return ExportResult(figure, folder, (figure, *files))
 
