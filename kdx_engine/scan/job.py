@@ -129,15 +129,17 @@ def _read_manifest(out: Path) -> dict | None:
 
 
 def _clear(out: Path) -> None:
-    """Remove a previous scan's own files (parts, maps, tables, manifest); nothing else in the folder."""
+    """Remove a previous scan's own files (manifest first, then tables, parts and maps); nothing else in
+    the folder. A kill midway leaves parts without a manifest, which a rerun refuses without --overwrite,
+    never a manifest saying "complete" over missing maps."""
     import shutil
 
+    for name in (MANIFEST, "scan.parquet", "scan.csv"):
+        if (out / name).exists():
+            (out / name).unlink()
     for name in ("parts", "maps"):
         if (out / name).is_dir():
             shutil.rmtree(out / name)
-    for name in ("scan.parquet", "scan.csv", MANIFEST):
-        if (out / name).exists():
-            (out / name).unlink()
 
 
 def write_manifest(job: ScanJob, models, reference, engine: dict, status: dict) -> Path:
