@@ -5,11 +5,10 @@ command that loads models; the marker file its payload would create never appear
 still load, and a trusted twin is read as torch reads it."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from conftest import write_colour_dataset
 from kdx_engine.cli import main
 from kdx_engine.models.loading import UntrustedPickleError, load_model
 from pt2_files import INPUT_SIZE, honest_program, malicious_programs
@@ -24,14 +23,8 @@ def programs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    for name in ("a", "b", "c"):
-        (root / name).mkdir()
-        for k in range(2):
-            Image.fromarray(rng.integers(0, 255, (INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)).save(
-                root / name / f"{k}.png")
-    return root
+    return write_colour_dataset(tmp_path_factory.mktemp("data") / "data", ("a", "b", "c"), per_class=2,
+                                size=INPUT_SIZE)
 
 
 def test_every_malicious_twin_is_refused_by_the_loader_and_runs_nothing(programs):
