@@ -24,6 +24,7 @@ from ..jobs import Progress, report
 from ..labels import labelling_class_names
 from ..messages import first_line
 from ..models.backend import PENULTIMATE, ModelBackend
+from ..models.preprocessing import preprocessing_difference
 from ..comparison_settings import ComparisonSettings
 from ..roles import PANEL_KEYS, ROLE_TITLES, ROLES, UNICAM_KEYS, panel_title, unicam_pair
 from ..unicam import ReferenceSet, UniCam
@@ -334,15 +335,10 @@ def _preprocessing_notes(models, roles) -> list[str]:
     notes = []
     for role in roles[1:]:
         a, b = models[first].backend.info.preprocessing, models[role].backend.info.preprocessing
-        if (a.input_size, a.resize, a.mean, a.std) != (b.input_size, b.resize, b.mean, b.std):
-            notes.append(f"{ROLE_TITLES[role]} preprocesses differently from the {ROLE_TITLES[first]} "
-                         f"({_describe(b)} vs {_describe(a)}); maps are compared on the image's pixels they share")
+        difference = preprocessing_difference(b, a, ROLE_TITLES[first])
+        if difference:
+            notes.append(f"{ROLE_TITLES[role]} {difference}; maps are compared on the image's pixels they share")
     return notes
-
-
-def _describe(pre) -> str:
-    resize = f"resize {pre.resize}, crop {pre.input_size}" if pre.resize else f"resize to {pre.input_size}"
-    return f"{resize} [{pre.source}]"
 
 
 def _kl(p: ModelPrediction | None, q: ModelPrediction | None) -> float | None:

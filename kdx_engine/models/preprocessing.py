@@ -196,6 +196,41 @@ class PreprocessingOptions:
         return dataclasses.replace(config, **changes)
 
 
+def describe_geometry(pre: Preprocessing) -> str:
+    """The resize and crop, e.g. ``resize 36, crop 32`` or ``resize to 32×32``."""
+    if pre.resize:
+        return f"resize {pre.resize}, crop {pre.input_size}"
+    return f"resize to {pre.input_size}×{pre.input_size}"
+
+
+def transform_difference(pre: Preprocessing, reference: Preprocessing) -> tuple[list[str], list[str]]:
+    """What differs between two models' input transforms (``input_transform``: geometry, interpolation,
+    channels, mean, std; compared exactly), as (``pre``'s parts, ``reference``'s parts); empty lists when
+    the same image gives both the same input."""
+    mine, theirs = [], []
+    if (pre.input_size, pre.resize) != (reference.input_size, reference.resize):
+        mine.append(describe_geometry(pre))
+        theirs.append(describe_geometry(reference))
+    for name in ("interpolation", "channels"):
+        if getattr(pre, name) != getattr(reference, name):
+            mine.append(f"{name} {getattr(pre, name)}")
+            theirs.append(f"{name} {getattr(reference, name)}")
+    for name in ("mean", "std"):
+        a, b = getattr(pre, name), getattr(reference, name)
+        if a != b:
+            mine.append(f"{name} {', '.join(f'{v:g}' for v in a)}")
+            theirs.append(f"{name} {', '.join(f'{v:g}' for v in b)}")
+    return mine, theirs
+
+
+def preprocessing_difference(pre: Preprocessing, reference: Preprocessing, reference_name: str = "Teacher") -> str | None:
+    """"preprocesses differently from the Teacher: … vs …", or None when the transforms are the same."""
+    mine, theirs = transform_difference(pre, reference)
+    if not mine:
+        return None
+    return f"preprocesses differently from the {reference_name}: {'; '.join(mine)} vs {'; '.join(theirs)}"
+
+
 def sidecar_path(model_path: str | os.PathLike) -> Path:
     return Path(str(model_path) + SIDECAR_SUFFIX)
 

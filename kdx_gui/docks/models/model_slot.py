@@ -69,7 +69,6 @@ class TwoModels:
 
 
 STATE_DICT_FORMATS_NOT = ("torchscript", "torch_export", "onnx")
-ALSO_HOLDS = "checkpoint also holds a "
 
 
 def ask_to_replace(parent: QWidget, role_title: str, classes: int, others: list[str], other_classes: int) -> bool:
@@ -102,51 +101,6 @@ def ask_two_models(parent: QWidget, file_name: str, roles: tuple[str, ...]) -> b
 def run_preprocessing_dialog(dialog) -> bool:
     """Show the dialog modally; True when OK saved the sidecar (tests replace this)."""
     return dialog.exec() == dialog.DialogCode.Accepted
-
-
-def roles_in_file(path: str, model: LoadedModel) -> tuple[str, ...]:
-    """The models (``"student"``, ``"teacher"``) a checkpoint holds when it holds more than one."""
-    import kdx_engine.models as engine_models
-
-    roles: list[str] = []
-    helper = getattr(engine_models, "models_in_file", None)  # the engine's helper, where it exists
-    if helper is not None:
-        try:
-            for entry in helper(path) or ():
-                name = entry if isinstance(entry, str) else getattr(entry, "which", getattr(entry, "role", None))
-                if isinstance(name, str):
-                    roles.append(name)
-        except Exception:  # noqa: BLE001 - a helper's error: fall back to the loader's note
-            roles = []
-    if not roles:
-        for note in model.info.notes:  # "checkpoint also holds a teacher model (load it with which='teacher')"
-            if note.startswith(ALSO_HOLDS):
-                other = note[len(ALSO_HOLDS):].split()[0]
-                roles = sorted({"student", "teacher"} | {other})
-    roles = [r for r in roles if r in ("student", "teacher")]
-    return tuple(dict.fromkeys(roles)) if len(set(roles)) > 1 else ()
-
-
-def describe_geometry(pre) -> str:
-    if pre.resize:
-        return f"resize {pre.resize}, crop {pre.input_size}"
-    return f"resize to {pre.input_size}×{pre.input_size}"
-
-
-def preprocessing_difference(pre, teacher_pre) -> str | None:
-    """How a model's preprocessing differs from the Teacher's (geometry, mean, std), or None."""
-    mine, theirs = [], []
-    if (pre.input_size, pre.resize) != (teacher_pre.input_size, teacher_pre.resize):
-        mine.append(describe_geometry(pre))
-        theirs.append(describe_geometry(teacher_pre))
-    for name in ("mean", "std"):
-        a, b = getattr(pre, name), getattr(teacher_pre, name)
-        if any(abs(x - y) > 1e-6 for x, y in zip(a, b)):
-            mine.append(f"{name} {', '.join(f'{v:g}' for v in a)}")
-            theirs.append(f"{name} {', '.join(f'{v:g}' for v in b)}")
-    if not mine:
-        return None
-    return f"preprocesses differently from the Teacher: {'; '.join(mine)} vs {'; '.join(theirs)}"
 
 
 class ModelSlot(QFrame):
@@ -251,7 +205,9 @@ class ModelSlot(QFrame):
             except UntrustedPickleError as exc:
                 return NeedsTrust(str(exc))
             if which is None:
-                roles = roles_in_file(path, model)
+                from kdx_engine.models import models_in_file
+
+                roles = tuple(models_in_file(path))  # ("student", "teacher") for an mdistiller checkpoint
                 if roles:
                     return TwoModels(model, roles)
             return model
@@ -435,6 +391,8 @@ class ModelSlot(QFrame):
         teacher = self.session.models["teacher"]
         if model is None or teacher is None or self.role == "teacher":
             return None
+        from kdx_engine.models import preprocessing_difference
+
         return preprocessing_difference(model.info.preprocessing, teacher.info.preprocessing)
 
     def _show_warning(self) -> None:
@@ -451,7 +409,7 @@ class ModelSlot(QFrame):
         if model is None:
             for label in self.values.values():
                 label.setText("—")
-            self.values["file"].setText(f"<i>drop a model file here or use Open…</i>")
+            self.values["file"].setText("<i>drop a model file here or use Open…</i>")
             self.layer_picker.clear()
             self.set_status("")
             self.load_options = {}
