@@ -23,14 +23,13 @@ from ..data.images import LoadedImage, to_batch
 from ..jobs import Progress, report
 from ..labels import labelling_class_names
 from ..messages import first_line
-from ..models.backend import PENULTIMATE, ModelBackend
+from ..models.backend import MODEL_ERRORS, PENULTIMATE, ModelBackend
 from ..models.preprocessing import preprocessing_difference
 from ..comparison_settings import ComparisonSettings
 from ..roles import PANEL_KEYS, ROLE_TITLES, ROLES, UNICAM_KEYS, panel_title, unicam_pair
 from ..unicam import ReferenceSet, UniCam
 from .image_grid import ImageGrid, common_window, frame_on_grid, image_grid, mask_on_grid, maps_on_grid
 
-MODEL_ERRORS = (ValueError, RuntimeError, KeyError, IndexError, TypeError)  # a model's failure → the panel's message
 NORMALISATION = "per-map min–max (ε = 1e-7) over the map's pixels on the image grid, after resizing"
 EPS = 1e-7
 

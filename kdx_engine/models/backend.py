@@ -11,6 +11,7 @@ itself: as a ``grad_layer`` it gives VJPs back to the (preprocessed) input, what
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -51,6 +52,27 @@ class UnknownLayerError(LayerError):
         self.layer, self.valid, self.model = layer, tuple(valid), model
         prefix = f"{model}: " if model else ""
         super().__init__(f"{prefix}model has no {what} {layer!r}; valid layers: {shorten_names(self.valid)}")
+
+
+class ModelRunError(RuntimeError):
+    """The model itself failed while running: whatever its forward or backward raised (a shape it cannot
+    take, onnxruntime's own errors, …), as one type. Callers that show a failure beside the other models'
+    results catch this (and ValueError for bad input); any other exception is a bug of KDX's own."""
+
+
+@contextmanager
+def running_model():
+    """Run the model's own code inside: its errors become ``ModelRunError`` (the message kept), KDX's
+    bad-input errors (``ValueError``) and ``ModelRunError`` pass through."""
+    try:
+        yield
+    except (ModelRunError, ValueError):
+        raise
+    except Exception as exc:  # a user's model, TorchScript or onnxruntime may raise any type
+        raise ModelRunError(str(exc).strip() or type(exc).__name__) from exc
+
+
+MODEL_ERRORS = (ValueError, ModelRunError)  # what a comparison or a scan reports as a model's failure
 
 
 def shorten_names(names: Sequence[str], limit: int = SHOWN_LAYERS) -> str:

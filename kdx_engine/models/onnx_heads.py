@@ -21,6 +21,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper, shape_inference, utils
 
 from ..messages import first_line
+from .backend import running_model
 from .onnx_graph import OnnxGraph
 
 SHAPE_BOUND_OPS = frozenset({"Conv", "ConvTranspose", "AveragePool", "LpPool", "MaxPool", "DepthToSpace",
@@ -50,7 +51,8 @@ class Head:
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         wanted = [self.gradient] if self.gradient else list(self.outputs)
-        return self.session.run(wanted, feeds)
+        with running_model():
+            return self.session.run(wanted, feeds)
 
 
 _CACHE: OrderedDict[tuple, Head] = OrderedDict()

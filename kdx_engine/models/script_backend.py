@@ -11,7 +11,8 @@ from typing import Sequence
 
 import torch
 
-from .backend import INPUT, PENULTIMATE, Forward, ModelBackend, ModelInfo, UnknownLayerError, model_label
+from .backend import (INPUT, PENULTIMATE, Forward, ModelBackend, ModelInfo, UnknownLayerError, model_label,
+                      running_model)
 from .outputs import logits_of
 from .probabilities import FROM_SOFTMAX_INPUT, logits_from
 from .torch_backend import TorchForward
@@ -91,7 +92,8 @@ class ScriptModuleBackend(ModelBackend):
     def _call(self, x, layers, replaced=None, replacement=None):
         fn = self._function(tuple(layers), replaced)
         args = (self.module._c, x) if replaced is None else (self.module._c, x, replacement)
-        out = fn(*args)
+        with running_model():
+            out = fn(*args)
         # a traced identity module (timm's ``norm_pre``, ``fc_norm``) can leave no tensor: not a layer output
         return logits_from(logits_of(out[0]), self.info.output), {name: value for name, value in zip(layers, out[1:]) if isinstance(value, torch.Tensor)}
 
@@ -107,7 +109,7 @@ class ScriptModuleBackend(ModelBackend):
                 logits, acts = self._call(leaf, layers)
             connected = {k: v for k, v in acts.items() if v.requires_grad}
             return TorchForward(logits, {**acts, INPUT: leaf}, grad_layer, leaf, connected)
-        with torch.no_grad():
+        with torch.no_grad(), running_model():
             activation = self._prefix_function(grad_layer)(self.module._c, x)
         leaf = activation.detach().requires_grad_(True)
         others = [name for name in layers if name != grad_layer]

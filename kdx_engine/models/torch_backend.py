@@ -12,8 +12,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from .backend import (INPUT, LOGITS, PENULTIMATE, Forward, LayerError, ModelBackend, ModelInfo, UnknownLayerError,
-                      head_input, is_head_input, model_label)
+from .backend import (INPUT, LOGITS, PENULTIMATE, Forward, LayerError, ModelBackend, ModelInfo, ModelRunError,
+                      UnknownLayerError, head_input, is_head_input, model_label, running_model)
 from .outputs import first_tensor, logits_of
 from .probabilities import FROM_SOFTMAX_INPUT, SoftmaxCalls, logits_from
 
@@ -43,7 +43,8 @@ def autograd_vjp(connected, leaf, cotangents, grad_layer) -> torch.Tensor:
             grads.append(cot.to(connected[name].dtype))
     if not outputs:
         return torch.zeros_like(leaf)
-    (grad,) = torch.autograd.grad(outputs, leaf, grads, retain_graph=True, allow_unused=True)
+    with running_model():
+        (grad,) = torch.autograd.grad(outputs, leaf, grads, retain_graph=True, allow_unused=True)
     return torch.zeros_like(leaf) if grad is None else grad.detach()
 
 
@@ -80,7 +81,8 @@ class TorchModuleBackend(ModelBackend):
         with ExitStack() as stack:
             for name in names:
                 stack.enter_context(_Hook(self._modules[name].register_forward_hook(record(name))))
-            self.module(x)
+            with running_model():
+                self.module(x)
         return [name for name in order if calls[name] == 1]
 
     def _module_for(self, layer: str) -> nn.Module:
@@ -120,10 +122,10 @@ class TorchModuleBackend(ModelBackend):
                     stack.enter_context(_post_hook(module, name, capture, make_leaf if name == grad_layer else None))
             logits = self._logits(x)
         if grad_layer is not None and state["leaf"] is None:
-            raise RuntimeError(f"layer {grad_layer!r} did not run during the forward pass")
+            raise ModelRunError(f"layer {grad_layer!r} did not run during the forward pass")
         missing = [name for name in layers if name not in captured]
         if missing:
-            raise RuntimeError(f"layer(s) {', '.join(missing)} did not run during the forward pass")
+            raise ModelRunError(f"layer(s) {', '.join(missing)} did not run during the forward pass")
         return TorchForward(logits, captured, grad_layer, state["leaf"], connected)
 
     @torch.no_grad()
@@ -138,13 +140,14 @@ class TorchModuleBackend(ModelBackend):
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """The logits of ``x`` as decided at load time: the output, the input of the final softmax, or log p."""
         output = self.info.output
-        if output.logits != FROM_SOFTMAX_INPUT:
-            return logits_from(logits_of(self.module(x)), output)
-        with SoftmaxCalls() as calls:
-            result = logits_of(self.module(x))
+        with running_model():
+            if output.logits != FROM_SOFTMAX_INPUT:
+                return logits_from(logits_of(self.module(x)), output)
+            with SoftmaxCalls() as calls:
+                result = logits_of(self.module(x))
         found = calls.input_of(result)
         if found is None:
-            raise RuntimeError(f"{model_label(self.info) or 'model'}: the final softmax found at load time did not run")
+            raise ModelRunError(f"{model_label(self.info) or 'model'}: the final softmax found at load time did not run")
         return found[0]
 
 

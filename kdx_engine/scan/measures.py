@@ -29,12 +29,11 @@ from ..comparison.comparison import forward_with_features, logits_or_none, windo
 from ..comparison.image_grid import mask_on_grid
 from ..data.images import LoadedImage, to_batch
 from ..messages import first_line
-from ..models.backend import PENULTIMATE
+from ..models.backend import MODEL_ERRORS, PENULTIMATE
 from ..roles import ROLES, UNICAM_KEYS, unicam_pair
 from ..unicam import UniCamCAM
 from ..comparison import UniCamCache
 
-MODEL_ERRORS = (ValueError, RuntimeError, KeyError, IndexError, TypeError)
 
 
 @dataclass(frozen=True)
