@@ -27,7 +27,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-demo", action="store_true", help="start empty instead of on the bundled demo")
     parser.add_argument("--startup-report", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--screenshot", metavar="PNG", help=argparse.SUPPRESS)
-    parser.add_argument("--size", default="1600x1000", help=argparse.SUPPRESS)
+    parser.add_argument("--size", help=argparse.SUPPRESS)  # WIDTHxHEIGHT; default: the last size, fitted to the screen
     return parser.parse_args(argv)
 
 
@@ -78,10 +78,11 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     app.setApplicationName(APPLICATION)
     window = MainWindow()
     window.engineLoaded.connect(freeze_long_lived)
-    width, height = (int(v) for v in args.size.split("x"))
     probe = StartupProbe(window, started)
     app.aboutToQuit.connect(window.shutdown)
-    window.resize(width, height)
+    if args.size:
+        window.resize(*(int(v) for v in args.size.split("x")))
+    window.fit_to_screen()
     window.show()
     window.start_engine()
     opened = True

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QRect, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -61,6 +61,22 @@ def split_paths(paths: list[str]) -> tuple[list[str], list[str], list[str]]:
     return projects, images, models
 
 
+PREFERRED_SIZE = (1600, 1000)
+SCREEN_MARGIN = 0.96  # of the available height and width a first or restored window may take
+
+
+def fitted_geometry(window: QRect, available: QRect) -> QRect:
+    """``window`` made to fit ``available`` (the screen less its panels): no larger than ``SCREEN_MARGIN``
+    of it, moved inside it; a window that fits already is left where it is."""
+    if available.isEmpty():
+        return QRect(window)
+    width = min(window.width(), int(available.width() * SCREEN_MARGIN))
+    height = min(window.height(), int(available.height() * SCREEN_MARGIN))
+    x = min(max(window.x(), available.left()), available.right() + 1 - width)
+    y = min(max(window.y(), available.top()), available.bottom() + 1 - height)
+    return QRect(x, y, width, height)
+
+
 class MainWindow(QMainWindow):
     engineLoaded = Signal()
 
@@ -96,15 +112,26 @@ class MainWindow(QMainWindow):
         self.session.modelChanged.connect(self._apply_pending_layer)
         self.session.settingsChanged.connect(self._remember_view)
         self.setAcceptDrops(True)
-        self.resize(1600, 1000)
+        self.resize(*PREFERRED_SIZE)
         geometry, state = self.settings.geometry(), self.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
+        self.fit_to_screen()
         if state is not None:
             self.restoreState(state)
             # The layout is put back as it was saved: a narrow window's tabbed docks come apart again
             # on the first resize to a wide window (set_compact acts on crossing the width).
             self.compact = self.settings.window_was_compact()
+
+    def fit_to_screen(self) -> None:
+        """Keep the window (a first start's preferred size, a restored one or ``--size``) on its screen:
+        no larger than the screen's available area, and inside it, so no dock or button lies off-screen."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None or self.isMaximized() or self.isFullScreen():
+            return
+        fitted = fitted_geometry(self.geometry(), screen.availableGeometry())
+        if fitted != self.geometry():
+            self.setGeometry(fitted)
 
     # --- layout --------------------------------------------------------------------------------
     def _build_layout(self) -> None:
