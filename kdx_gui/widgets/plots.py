@@ -138,8 +138,11 @@ DODGE = 0.06
 class IntervalPlot(pg.PlotWidget):
     """Lines with 95% interval bars, one per series, over named x positions."""
 
-    def __init__(self, title: str = "", y_label: str = "", parent=None):
+    def __init__(self, title: str = "", y_label: str = "", parent=None, bounds: tuple[float, float] | None = None):
+        """``bounds``: the measure's own range (0…1 for R²*), always shown, so values near 1 are not
+        drawn as if they spread over the whole axis."""
         super().__init__(parent)
+        self.bounds = bounds
         self.plot_item: pg.PlotItem = self.getPlotItem()
         self.plot_item.setTitle(title, size="9pt")
         self.plot_item.setLabel("left", y_label)
@@ -175,5 +178,7 @@ class IntervalPlot(pg.PlotWidget):
         if finite.size:
             self.extent = (min(self.extent[0], float(finite.min())), max(self.extent[1], float(finite.max())))
         bottom, top = self.extent if self.extent[0] <= self.extent[1] else (0.0, 1.0)
+        if self.bounds is not None:
+            bottom, top = min(bottom, self.bounds[0]), max(top, self.bounds[1])
         span = top - bottom if top > bottom else 1.0
         self.plot_item.setYRange(bottom - 0.05 * span, top + 0.3 * span, padding=0)  # room for the legend

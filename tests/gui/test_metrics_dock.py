@@ -196,3 +196,18 @@ def test_results_of_a_replaced_model_are_dropped_at_once(window, qtbot, model_fi
     session.set_model("student", student)
     wait_idle(qtbot, window)
     assert session.comparison is not None and session.comparison.panels["student"].values is not None
+
+
+def test_interval_plots_show_the_measures_own_range(qtbot):
+    """FSS and RS near 1 are drawn on 0…1, not on an axis that autoscales to 0.999…1.0002 (issue 27, item 7)."""
+    from kdx_gui.widgets.plots import IntervalPlot
+
+    plot = IntervalPlot("FSS", "R²*", bounds=(0.0, 1.0))
+    qtbot.addWidget(plot)
+    plot.add_series("T–S", [1, 2], [0.9995, 1.0001], [0.999, 0.9998], [1.0, 1.0002], "#1f77b4")
+    low, high = plot.plot_item.viewRange()[1]
+    assert low <= 0.0 and 1.0002 <= high < 1.5
+    free = IntervalPlot("KL", "nats")
+    qtbot.addWidget(free)
+    free.add_series("T–S", [1], [5.0], [4.9], [5.1], "#1f77b4")
+    assert free.plot_item.viewRange()[1][0] > 4.0  # a measure without bounds still zooms to its values

@@ -145,7 +145,7 @@ class LayerMetricsView(QWidget):
     def __init__(self, session: Session, runner: DatasetMetricsRunner, parent: QWidget | None = None):
         super().__init__(parent)
         self.session = session
-        self.fss_plot = IntervalPlot("FSS by matched stage (95% interval)", "FSS (R²*)")
+        self.fss_plot = IntervalPlot("FSS by matched stage (95% interval)", "FSS (R²*)", bounds=(0.0, 1.0))
         self.pair_box = QComboBox()
         self.pair_box.currentIndexChanged.connect(self._draw_heatmaps)
         self.fss_heatmap = Heatmap("FSS", "viridis", (0.0, 1.0), show_bar=False)
@@ -222,8 +222,8 @@ class RelevanceView(QWidget):
     def __init__(self, session: Session, parent: QWidget | None = None):
         super().__init__(parent)
         self.session = session
-        self.rs_plot = IntervalPlot("RS by stage (95% interval)", "RS (R²* with labels)")
-        self.partial_plot = IntervalPlot("partial RS, semi-partial form", "sR²*")
+        self.rs_plot = IntervalPlot("RS by stage (95% interval)", "RS (R²* with labels)", bounds=(0.0, 1.0))
+        self.partial_plot = IntervalPlot("partial RS, semi-partial form", "sR²*", bounds=(0.0, 1.0))
         self.notes = QLabel()
         self.notes.setWordWrap(True)
         self.rs_table = CopyableTable(["model", "stage", "RS", "low", "high", "note"])
