@@ -48,15 +48,27 @@ def _disagree(columns, n):
     return np.array([a is not None and b is not None and a != b for a, b in zip(t, s)])
 
 
+def energy_column(columns, role: str) -> str | None:
+    """The energy-in-mask column of ``role`` under the scan's first CAM method (``gradcam_student_energy``
+    after a default scan, ``layercam_student_energy`` after ``--methods layercam``), or None."""
+    suffix = f"_{role}_energy"
+    return next((name for name in columns if name.endswith(suffix) and not name.startswith("unicam_")), None)
+
+
 @_filter("s-energy-below-t", "Student energy in mask < Teacher's")
 def _student_energy_below(columns, n):
-    t, s = _numbers(columns, "gradcam_teacher_energy", n), _numbers(columns, "gradcam_student_energy", n)
-    return s < t
+    t, s = energy_column(columns, "teacher"), energy_column(columns, "student")
+    if t is None or s is None:
+        return None
+    return _numbers(columns, s, n) < _numbers(columns, t, n)
 
 
 @_filter("s-right-off-object", "S right, evidence off the object (energy in mask < mask area)")
 def _right_off_object(columns, n):
-    energy, share = _numbers(columns, "gradcam_student_energy", n), _numbers(columns, "mask_share", n)
+    name = energy_column(columns, "student")
+    if name is None:
+        return None
+    energy, share = _numbers(columns, name, n), _numbers(columns, "mask_share", n)
     return _true(columns, "student_correct", n) & (energy < share)
 
 

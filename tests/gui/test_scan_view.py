@@ -106,3 +106,20 @@ def test_scan_dialog_names_what_is_wrong_and_proposes_an_output_folder(qtbot, tm
     assert "is a file" in dialog.error.text() and dialog.result() == 0
     dialog.dataset.setText(str(tmp_path / "missing"))
     assert "not a folder" in dialog.problem()
+
+
+def test_the_energy_filters_follow_the_scans_method():
+    """After `kdx scan --methods layercam` the energy filters read layercam's columns (they read gradcam's
+    and silently kept no row, issue 25); without energy columns they are not offered."""
+    from kdx_gui.scan.scan_table_model import FILTERS
+
+    columns = {"path": ["a", "b", "c"], "student_correct": [True, True, False], "mask_share": [0.3, 0.3, 0.3],
+               "layercam_teacher_energy": [0.5, 0.2, 0.9], "layercam_student_energy": [0.4, 0.6, 0.1],
+               "unicam_distilled_energy": [0.0, 0.0, 0.0]}
+    below = FILTERS["s-energy-below-t"][1](columns, 3)
+    off = FILTERS["s-right-off-object"][1](columns, 3)
+    assert below.tolist() == [True, False, True] and off.tolist() == [False, False, False]
+    columns["layercam_student_energy"] = [0.1, 0.6, 0.1]
+    assert FILTERS["s-right-off-object"][1](columns, 3).tolist() == [True, False, False]
+    bare = {"path": ["a"], "student_correct": [True]}
+    assert FILTERS["s-energy-below-t"][1](bare, 1) is None and FILTERS["s-right-off-object"][1](bare, 1) is None
