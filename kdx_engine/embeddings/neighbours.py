@@ -29,17 +29,18 @@ def _checked(features, k: int) -> np.ndarray:
 
 def nearest_neighbours(features, k: int = DEFAULT_K) -> np.ndarray:
     """n×k indices of each image's k nearest other images, nearest first (ties: lower index first)."""
-    return _neighbours(features, k)[0]
+    return neighbourhoods(features, k)[0]
 
 
 def tied_neighbourhoods(features, k: int = DEFAULT_K) -> int:
     """How many images have another image at exactly their k-th nearest distance beyond the k chosen
     (identical or duplicated images): their neighbourhood is then decided by tie-breaking, not distance."""
-    return int(_neighbours(features, k)[1].sum())
+    return int(neighbourhoods(features, k)[1].sum())
 
 
-def _neighbours(features, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``nearest_neighbours`` and, per image, whether its k-th and (k+1)-th distances are equal."""
+def neighbourhoods(features, k: int = DEFAULT_K) -> tuple[np.ndarray, np.ndarray]:
+    """``nearest_neighbours`` and, per image, whether its k-th and (k+1)-th distances are equal (one
+    pass over the distances gives both)."""
     x = _checked(features, k)
     n = x.shape[0]
     squares = np.einsum("ij,ij->i", x, x)
@@ -109,7 +110,10 @@ def knn_accuracy(features, labels, k: int = DEFAULT_K, level: float = LEVEL) -> 
 
 def overlap_per_image(features_a, features_b, k: int = DEFAULT_K) -> np.ndarray:
     """For each image, |N_a(i) ∩ N_b(i)| / k with N the k nearest neighbours in each model's features."""
-    a, b = nearest_neighbours(features_a, k), nearest_neighbours(features_b, k)
+    return _shared_shares(nearest_neighbours(features_a, k), nearest_neighbours(features_b, k), k)
+
+
+def _shared_shares(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
     if a.shape != b.shape:
         raise ValueError(f"the two models' features cover different images: {a.shape[0]} vs {b.shape[0]}")
     hits = (a[:, :, None] == b[:, None, :]).any(axis=2).sum(axis=1)
@@ -119,7 +123,14 @@ def overlap_per_image(features_a, features_b, k: int = DEFAULT_K) -> np.ndarray:
 def neighbourhood_overlap(features_a, features_b, labels, k: int = DEFAULT_K,
                           level: float = LEVEL) -> NeighbourhoodOverlap:
     """Mean neighbourhood overlap of two models overall and per true class, with intervals."""
-    shares = overlap_per_image(features_a, features_b, k)
+    return overlap_of_neighbourhoods(nearest_neighbours(features_a, k), nearest_neighbours(features_b, k), labels,
+                                     k, level)
+
+
+def overlap_of_neighbourhoods(a: np.ndarray, b: np.ndarray, labels, k: int = DEFAULT_K,
+                              level: float = LEVEL) -> NeighbourhoodOverlap:
+    """``neighbourhood_overlap`` from the two models' n×k neighbour indices (``nearest_neighbours``)."""
+    shares = _shared_shares(a, b, k)
     labels = np.asarray([-1 if label is None else int(label) for label in labels], dtype=np.int64)
     if labels.shape[0] != shares.shape[0]:
         raise ValueError(f"{labels.shape[0]} labels for {shares.shape[0]} images")

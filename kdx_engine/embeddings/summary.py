@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 
 from ..dark_knowledge import DEFAULT_TAU, MEAN_INTERVAL, PROPORTION_INTERVAL, DarkKnowledge, json_ready, dark_knowledge
 from .features import FEATURE_LAYER, ModelOutputs
-from .neighbours import (DEFAULT_K, KnnAccuracy, NeighbourhoodOverlap, knn_accuracy, neighbourhood_overlap,
-                         tied_neighbourhoods)
+from .neighbours import (DEFAULT_K, KnnAccuracy, NeighbourhoodOverlap, knn_accuracy, neighbourhoods,
+                         overlap_of_neighbourhoods)
 
 PAIRS = (("teacher", "student"), ("teacher", "base"), ("student", "base"))
 
@@ -44,10 +44,11 @@ def embedding_metrics(outputs: ModelOutputs, k: int = DEFAULT_K) -> EmbeddingMet
     else:
         knn = {}
         notes.append(f"k-NN accuracy not computed: {n_labelled} labelled image(s), k = {k} needs {k + 1}")
-    overlap = {f"{a}-{b}": neighbourhood_overlap(outputs.features[a], outputs.features[b], labels, k)
-               for a, b in PAIRS if a in outputs.features and b in outputs.features}
-    for role, features in outputs.features.items():
-        tied = tied_neighbourhoods(features, k)
+    found = {role: neighbourhoods(features, k) for role, features in outputs.features.items()}  # one pass each
+    overlap = {f"{a}-{b}": overlap_of_neighbourhoods(found[a][0], found[b][0], labels, k)
+               for a, b in PAIRS if a in found and b in found}
+    for role, (_, tied_rows) in found.items():
+        tied = int(tied_rows.sum())
         if tied:
             notes.append(f"{role}: {tied} of {outputs.n} image(s) have another image tied at their k-th neighbour's "
                          "distance (identical features, e.g. duplicated images): their neighbourhoods, k-NN votes "
